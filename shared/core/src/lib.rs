@@ -1,0 +1,22 @@
+//! Domain of the market data pipeline, shared by every stage and function.
+//!
+//! Nothing here talks to the network or a database: the chart API response
+//! format, tickers, date planning, the stage messages of DESIGN.md section 3,
+//! the lake layout of section 4 behind the [`ObjectStore`] port, the curated
+//! row of section 6, configuration (section 7) and the transient/permanent
+//! error classes every handler maps to retry or dead-letter.
+
+pub mod chart;
+pub mod config;
+pub mod dates;
+pub mod error;
+pub mod lake;
+pub mod messages;
+pub mod row;
+pub mod ticker;
+
+pub use config::Config;
+pub use error::{ErrorClass, StageError};
+pub use lake::{Lake, LocalStore, ObjectStore, StoreError, Watermark};
+pub use row::{CuratedRow, Indicators, InstrumentMeta};
+pub use ticker::Ticker;

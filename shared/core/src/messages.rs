@@ -1,0 +1,164 @@
+//! Stage hand-over messages (DESIGN.md section 3, contract). They carry lake
+//! keys (claim checks), never data: SQS caps a message at 256 KiB.
+
+use chrono::NaiveDate;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::dates::FetchMode;
+use crate::error::StageError;
+use crate::ticker::Ticker;
+
+/// The only message schema version this code reads and writes.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// EventBridge Scheduler input to validate (also the direct-invoke payload).
+/// Tickers stay raw strings here: validate reports bad ones and runs the rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tickers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<NaiveDate>,
+}
+
+/// validate → fetch: one per ticker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    pub v: u32,
+    pub run_id: String,
+    pub ticker: Ticker,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub mode: FetchMode,
+}
+
+/// fetch → transform: where the raw response landed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransformRequest {
+    pub v: u32,
+    pub run_id: String,
+    pub ticker: Ticker,
+    pub raw_key: String,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+/// transform → load: the curated partitions to load and what they hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadRequest {
+    pub v: u32,
+    pub run_id: String,
+    pub ticker: Ticker,
+    pub partition_keys: Vec<String>,
+    pub rows: u64,
+    pub min_date: Option<NaiveDate>,
+    pub max_date: Option<NaiveDate>,
+}
+
+/// Reads a versioned stage message. A body that is not JSON, has no `"v"`, has
+/// another version, or misses a field is a permanent failure: redelivering
+/// the same bytes can never succeed.
+pub fn decode_message<T: DeserializeOwned>(body: &str) -> Result<T, StageError> {
+    let value: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| StageError::permanent(format!("message is not JSON: {e}")))?;
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(MESSAGE_VERSION) => {}
+        Some(v) => {
+            return Err(StageError::permanent(format!(
+                "unsupported message version {v} (this code reads v{MESSAGE_VERSION})"
+            )));
+        }
+        None => {
+            return Err(StageError::permanent(
+                "message has no numeric \"v\" schema version field",
+            ));
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| StageError::permanent(format!("malformed message: {e}")))
+}
+
+/// A run id: the UTC time it started plus a random suffix, sortable and unique.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{:08x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        fastrand::u32(..)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_request_round_trips_in_contract_shape() {
+        let body = r#"{"v":1,"run_id":"r1","ticker":"msft","start":"2025-01-02","end":"2025-06-30","mode":"backfill"}"#;
+        let msg: FetchRequest = decode_message(body).unwrap();
+        assert_eq!(msg.ticker.as_str(), "MSFT");
+        assert_eq!(msg.mode, FetchMode::Backfill);
+        let json: serde_json::Value = serde_json::to_value(&msg).unwrap();
+        assert_eq!(json["v"], 1);
+        assert_eq!(json["ticker"], "MSFT");
+        assert_eq!(json["start"], "2025-01-02");
+        assert_eq!(json["mode"], "backfill");
+    }
+
+    #[test]
+    fn load_request_fields_are_named_as_in_the_contract() {
+        let msg = LoadRequest {
+            v: 1,
+            run_id: "r".into(),
+            ticker: Ticker::parse("^GSPC").unwrap(),
+            partition_keys: vec!["curated/market_data/ticker=%5EGSPC/year=2025/part-0.parquet".into()],
+            rows: 3,
+            min_date: Some("2025-01-02".parse().unwrap()),
+            max_date: Some("2025-01-06".parse().unwrap()),
+        };
+        let json = serde_json::to_value(&msg).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in ["v", "run_id", "ticker", "partition_keys", "rows", "min_date", "max_date"] {
+            assert!(keys.contains(&k), "missing {k}");
+        }
+        let back: LoadRequest = decode_message(&json.to_string()).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn bad_messages_are_permanent_and_say_why() {
+        let cases = [
+            ("not json", "not JSON"),
+            (r#"{"run_id":"r"}"#, "schema version"),
+            (r#"{"v":2,"run_id":"r"}"#, "unsupported message version 2"),
+            (r#"{"v":1,"run_id":"r","ticker":"MSFT"}"#, "malformed"),
+            (
+                r#"{"v":1,"run_id":"r","ticker":"BAD TICKER","start":"2025-01-02","end":"2025-01-03","mode":"backfill"}"#,
+                "invalid ticker",
+            ),
+            (
+                r#"{"v":1,"run_id":"r","ticker":"MSFT","start":"2025-13-02","end":"2025-01-03","mode":"backfill"}"#,
+                "malformed",
+            ),
+        ];
+        for (body, needle) in cases {
+            let err = decode_message::<FetchRequest>(body).unwrap_err();
+            assert!(!err.is_transient(), "{body}");
+            assert!(err.message.contains(needle), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn schedule_event_fields_are_optional() {
+        let ev: ScheduleEvent = serde_json::from_str("{}").unwrap();
+        assert_eq!(ev, ScheduleEvent::default());
+        let ev: ScheduleEvent =
+            serde_json::from_str(r#"{"tickers":["AAPL","msft"],"date":"2025-11-26"}"#).unwrap();
+        assert_eq!(ev.tickers.unwrap(), ["AAPL", "msft"]);
+        assert_eq!(ev.date, Some("2025-11-26".parse().unwrap()));
+    }
+}
