@@ -13,7 +13,9 @@ pub mod error;
 pub mod lake;
 pub mod messages;
 pub mod row;
+pub mod source;
 pub mod ticker;
+pub mod validate;
 
 pub use config::Config;
 pub use error::{ErrorClass, StageError};

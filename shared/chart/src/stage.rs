@@ -1,0 +1,71 @@
+//! The fetch stage: one chart request per ticker for the planned range; the
+//! body lands unchanged in the raw zone before anything parses it further.
+
+use mdp_core::messages::{FetchRequest, MESSAGE_VERSION, TransformRequest};
+use mdp_core::source::{ChartContent, MarketDataSource};
+use mdp_core::{Lake, StageError};
+
+#[derive(Debug, Clone)]
+pub struct FetchOutcome {
+    /// Bars with a close dated inside the requested range.
+    pub bars_in_range: usize,
+    /// HTTP requests made, retries included.
+    pub attempts: u32,
+    /// Where the raw response landed, when the API answered with a chart.
+    pub raw_key: Option<String>,
+    /// The transform message; `None` when there is nothing to transform.
+    pub next: Option<TransformRequest>,
+}
+
+pub async fn fetch_stage(source: &dyn MarketDataSource, lake: &Lake, request: &FetchRequest) -> Result<FetchOutcome, StageError> {
+    let ticker = &request.ticker;
+    if request.start > request.end {
+        return Err(StageError::permanent(format!(
+            "fetch request for {ticker}: start {} is after end {}",
+            request.start, request.end
+        )));
+    }
+    let fetched = source.fetch_daily(ticker, request.start, request.end).await?;
+    let series = match fetched.content {
+        ChartContent::NoData(why) => {
+            tracing::info!(%ticker, start = %request.start, end = %request.end, "no data for the range: {why}");
+            return Ok(FetchOutcome {
+                bars_in_range: 0,
+                attempts: fetched.attempts,
+                raw_key: None,
+                next: None,
+            });
+        }
+        ChartContent::Series(series) => series,
+    };
+    let raw_key = Lake::raw_key(ticker, request.start, request.end);
+    lake.store()
+        .put(&raw_key, fetched.body)
+        .await
+        .map_err(|e| StageError::from(e).context(format!("landing the raw response of {ticker}")))?;
+    let bars_in_range = series.bars_in_range(request.start, request.end).len();
+    if let Some(symbol) = &series.symbol
+        && !symbol.eq_ignore_ascii_case(ticker.as_str())
+    {
+        tracing::warn!(%ticker, %symbol, "the chart API answered for another symbol");
+    }
+    let next = if bars_in_range == 0 {
+        tracing::info!(%ticker, start = %request.start, end = %request.end, "no bars with a close in the range");
+        None
+    } else {
+        Some(TransformRequest {
+            v: MESSAGE_VERSION,
+            run_id: request.run_id.clone(),
+            ticker: ticker.clone(),
+            raw_key: raw_key.clone(),
+            start: request.start,
+            end: request.end,
+        })
+    };
+    Ok(FetchOutcome {
+        bars_in_range,
+        attempts: fetched.attempts,
+        raw_key: Some(raw_key),
+        next,
+    })
+}
