@@ -1,0 +1,212 @@
+//! Technical indicators of DESIGN.md section 5 (contract), over a ticker's
+//! whole close series sorted by date.
+//!
+//! Written as plain loops over the closes rather than polars rolling
+//! expressions on purpose: every windowed value is summed afresh from its
+//! window (windows are 7–20 wide), so no running-sum drift accumulates over
+//! decades of bars, a window of equal closes gives a standard deviation of
+//! exactly 0 and an RSI of exactly 50, and there is no `min_periods` default
+//! to get wrong. It is also faster than building the expressions for these
+//! sizes (see `mdp bench`).
+
+use mdp_core::Indicators;
+
+pub const SMA_WINDOWS: [usize; 3] = [7, 14, 20];
+pub const RSI_PERIOD: usize = 14;
+pub const BB_WINDOW: usize = 20;
+pub const BB_WIDTH: f64 = 2.0;
+pub const VOLATILITY_WINDOW: usize = 20;
+
+/// Indicators for every bar of `closes` (sorted by date, closes present).
+pub fn compute_indicators(closes: &[f64]) -> Vec<Indicators> {
+    let n = closes.len();
+    let mut out = vec![Indicators::default(); n];
+    if n == 0 {
+        return out;
+    }
+    let ema12 = ema(closes, 12);
+    let ema26 = ema(closes, 26);
+    let macd: Vec<f64> = ema12.iter().zip(&ema26).map(|(a, b)| a - b).collect();
+    let signal = ema(&macd, 9);
+    let returns: Vec<Option<f64>> = (0..n)
+        .map(|i| if i == 0 { None } else { finite(closes[i] / closes[i - 1] - 1.0) })
+        .collect();
+
+    for i in 0..n {
+        let row = &mut out[i];
+        row.sma_7 = window_mean(closes, i, SMA_WINDOWS[0]);
+        row.sma_14 = window_mean(closes, i, SMA_WINDOWS[1]);
+        row.sma_20 = window_mean(closes, i, SMA_WINDOWS[2]);
+        row.ema_12 = finite(ema12[i]);
+        row.macd = finite(macd[i]);
+        row.macd_signal = finite(signal[i]);
+        row.macd_histogram = finite(macd[i] - signal[i]);
+        row.rsi = rsi(closes, i);
+        row.bb_middle = row.sma_20;
+        if let (Some(mid), Some(sd)) = (row.sma_20, window_sample_std(&closes[..=i], BB_WINDOW)) {
+            row.bb_upper = finite(mid + BB_WIDTH * sd);
+            row.bb_lower = finite(mid - BB_WIDTH * sd);
+        }
+        row.daily_return = returns[i];
+        row.daily_return_pct = returns[i].and_then(|r| finite(100.0 * r));
+        row.volatility_20d = volatility(&returns[..=i]);
+    }
+    out
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// EMA with alpha = 2/(span+1), seeded with the first value
+/// (pandas `ewm(span, adjust=False)`).
+fn ema(values: &[f64], span: usize) -> Vec<f64> {
+    let alpha = 2.0 / (span as f64 + 1.0);
+    let mut out = Vec::with_capacity(values.len());
+    let mut prev = values[0];
+    out.push(prev);
+    for &x in &values[1..] {
+        prev = (1.0 - alpha) * prev + alpha * x;
+        out.push(prev);
+    }
+    out
+}
+
+/// Mean of the `window` values ending at `i`; `None` until that many exist.
+fn window_mean(values: &[f64], i: usize, window: usize) -> Option<f64> {
+    if i + 1 < window {
+        return None;
+    }
+    let sum: f64 = values[i + 1 - window..=i].iter().sum();
+    finite(sum / window as f64)
+}
+
+/// Sample standard deviation (n−1) of the last `window` values, two-pass.
+fn window_sample_std(values: &[f64], window: usize) -> Option<f64> {
+    if values.len() < window || window < 2 {
+        return None;
+    }
+    let w = &values[values.len() - window..];
+    let mean = w.iter().sum::<f64>() / window as f64;
+    let ss: f64 = w.iter().map(|x| (x - mean) * (x - mean)).sum();
+    finite((ss / (window - 1) as f64).sqrt())
+}
+
+/// RSI with simple averages over the last 14 close-to-close changes.
+fn rsi(closes: &[f64], i: usize) -> Option<f64> {
+    if i < RSI_PERIOD {
+        return None;
+    }
+    let (mut gains, mut losses) = (0.0f64, 0.0f64);
+    for j in i + 1 - RSI_PERIOD..=i {
+        let change = closes[j] - closes[j - 1];
+        if change > 0.0 {
+            gains += change;
+        } else {
+            losses -= change;
+        }
+    }
+    let g = gains / RSI_PERIOD as f64;
+    let l = losses / RSI_PERIOD as f64;
+    if l == 0.0 {
+        Some(if g == 0.0 { 50.0 } else { 100.0 })
+    } else {
+        finite(100.0 - 100.0 / (1.0 + g / l))
+    }
+}
+
+/// 100 × sample standard deviation of the last 20 daily returns.
+fn volatility(returns: &[Option<f64>]) -> Option<f64> {
+    if returns.len() < VOLATILITY_WINDOW {
+        return None;
+    }
+    let mut window = [0.0f64; VOLATILITY_WINDOW];
+    for (slot, r) in window.iter_mut().zip(&returns[returns.len() - VOLATILITY_WINDOW..]) {
+        *slot = (*r)?;
+    }
+    window_sample_std(&window, VOLATILITY_WINDOW).and_then(|sd| finite(100.0 * sd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-worked values on a short series (computed on paper, not by this code).
+    #[test]
+    fn hand_worked_small_series() {
+        let closes = [10.0, 11.0, 12.0, 11.0, 13.0, 14.0, 13.0, 15.0];
+        let ind = compute_indicators(&closes);
+        // sma_7 on bar 7 (index 6): (10+11+12+11+13+14+13)/7 = 84/7 = 12
+        assert_eq!(ind[5].sma_7, None);
+        assert_eq!(ind[6].sma_7, Some(12.0));
+        // index 7: (11+12+11+13+14+13+15)/7 = 89/7
+        assert!((ind[7].sma_7.unwrap() - 89.0 / 7.0).abs() < 1e-12);
+        // ema_12 seeded with the first close: ema1 = 10 + 2/13 * (11 - 10)
+        assert_eq!(ind[0].ema_12, Some(10.0));
+        assert!((ind[1].ema_12.unwrap() - (10.0 + 2.0 / 13.0)).abs() < 1e-12);
+        // macd starts at 0, signal seeded with it.
+        assert_eq!((ind[0].macd, ind[0].macd_signal, ind[0].macd_histogram), (Some(0.0), Some(0.0), Some(0.0)));
+        // ema26_1 = 10 + 2/27; macd_1 = 2/13 - 2/27; signal_1 = 0.2 * macd_1
+        let macd1 = 2.0 / 13.0 - 2.0 / 27.0;
+        assert!((ind[1].macd.unwrap() - macd1).abs() < 1e-12);
+        assert!((ind[1].macd_signal.unwrap() - 0.2 * macd1).abs() < 1e-12);
+        assert!((ind[1].macd_histogram.unwrap() - 0.8 * macd1).abs() < 1e-12);
+        // Returns: 11/10 - 1 = 0.1
+        assert_eq!(ind[0].daily_return, None);
+        assert!((ind[1].daily_return.unwrap() - 0.1).abs() < 1e-15);
+        assert!((ind[1].daily_return_pct.unwrap() - 10.0).abs() < 1e-12);
+        // Too short for the 14/20 windows.
+        assert!(ind.iter().all(|r| r.sma_14.is_none() && r.rsi.is_none() && r.bb_upper.is_none() && r.volatility_20d.is_none()));
+    }
+
+    #[test]
+    fn rsi_edge_cases() {
+        // 15 equal closes: 14 zero changes → G = L = 0 → 50.
+        let flat = compute_indicators(&[5.0; 15]);
+        assert_eq!(flat[13].rsi, None);
+        assert_eq!(flat[14].rsi, Some(50.0));
+        // Only rises → L = 0 < G → 100.
+        let up: Vec<f64> = (0..15).map(|i| 1.0 + i as f64).collect();
+        assert_eq!(compute_indicators(&up)[14].rsi, Some(100.0));
+        // Only falls → G = 0 → 0.
+        let down: Vec<f64> = (0..15).map(|i| 100.0 - i as f64).collect();
+        assert_eq!(compute_indicators(&down)[14].rsi, Some(0.0));
+        // 7 rises of 2 and 7 falls of 1: G = 1, L = 0.5 → 100 - 100/3.
+        let mut zig = vec![50.0];
+        for k in 0..14 {
+            let last = *zig.last().unwrap();
+            zig.push(if k % 2 == 0 { last + 2.0 } else { last - 1.0 });
+        }
+        let r = compute_indicators(&zig)[14].rsi.unwrap();
+        assert!((r - (100.0 - 100.0 / 3.0)).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn flat_series_has_zero_spread_exactly() {
+        let ind = compute_indicators(&[42.5; 25]);
+        assert_eq!(ind[18].bb_upper, None);
+        assert_eq!((ind[19].bb_upper, ind[19].bb_middle, ind[19].bb_lower), (Some(42.5), Some(42.5), Some(42.5)));
+        assert_eq!(ind[19].volatility_20d, None, "20 returns need 21 bars");
+        assert_eq!(ind[20].volatility_20d, Some(0.0));
+    }
+
+    #[test]
+    fn zero_close_gives_null_returns_not_infinity() {
+        let mut closes = vec![1.0; 30];
+        closes[10] = 0.0;
+        let ind = compute_indicators(&closes);
+        assert_eq!(ind[10].daily_return, Some(-1.0));
+        assert_eq!(ind[11].daily_return, None, "division by a zero close");
+        // The volatility window containing the missing return is null too.
+        assert_eq!(ind[25].volatility_20d, None);
+        assert!(ind.iter().flat_map(|r| r.values()).flatten().all(f64::is_finite));
+    }
+
+    #[test]
+    fn empty_and_single_bar_series() {
+        assert!(compute_indicators(&[]).is_empty());
+        let one = compute_indicators(&[3.0]);
+        assert_eq!(one[0].ema_12, Some(3.0));
+        assert_eq!(one[0].sma_7, None);
+    }
+}

@@ -1,0 +1,141 @@
+//! The transform stage: raw response → bars of the range → merged history →
+//! indicators → curated Parquet partitions and the watermark.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Utc};
+use mdp_core::chart::parse_chart;
+use mdp_core::config::ParquetCompression;
+use mdp_core::messages::{LoadRequest, MESSAGE_VERSION, TransformRequest};
+use mdp_core::{CuratedRow, Lake, StageError, Ticker, Watermark};
+
+use crate::history::merge_history;
+use crate::parquet::{decode_parquet, encode_parquet};
+
+#[derive(Debug, Clone)]
+pub struct TransformOutcome {
+    /// Bars with a close dated inside the request's range.
+    pub bars_in_range: usize,
+    /// Curated rows of the ticker after the merge.
+    pub rows_total: u64,
+    /// Rows in the partitions rewritten (unchanged partitions are not rewritten).
+    pub rows_written: u64,
+    pub partitions_written: Vec<String>,
+    /// The load message; `None` when the range held no bars.
+    pub next: Option<LoadRequest>,
+}
+
+/// Reads every curated row of the ticker, oldest first.
+pub async fn read_history(lake: &Lake, ticker: &Ticker) -> Result<Vec<CuratedRow>, StageError> {
+    let mut rows = Vec::new();
+    for (_, key) in lake.curated_partitions(ticker).await? {
+        rows.extend(read_partition(lake, ticker, &key).await?);
+    }
+    Ok(rows)
+}
+
+/// Reads one curated partition, checking it belongs to `ticker`.
+pub async fn read_partition(lake: &Lake, ticker: &Ticker, key: &str) -> Result<Vec<CuratedRow>, StageError> {
+    let bytes = lake
+        .store()
+        .get(key)
+        .await?
+        .ok_or_else(|| StageError::permanent(format!("curated partition {key} does not exist")))?;
+    let rows = decode_parquet(&bytes).map_err(|e| StageError::permanent(format!("{key}: {e}")))?;
+    if let Some(other) = rows.iter().find(|r| r.ticker != ticker.as_str()) {
+        return Err(StageError::permanent(format!(
+            "{key} holds a row of {} inside the partition of {ticker}",
+            other.ticker
+        )));
+    }
+    Ok(rows)
+}
+
+pub async fn transform_stage(
+    lake: &Lake,
+    request: &TransformRequest,
+    compression: ParquetCompression,
+    now: DateTime<Utc>,
+) -> Result<TransformOutcome, StageError> {
+    let ticker = &request.ticker;
+    let expected_prefix = format!("raw/yahoo/chart/ticker={}/", ticker.partition_value());
+    if !request.raw_key.starts_with(&expected_prefix) {
+        return Err(StageError::permanent(format!(
+            "raw_key {:?} is not in the raw zone of {ticker} ({expected_prefix})",
+            request.raw_key
+        )));
+    }
+    let raw = lake
+        .store()
+        .get(&request.raw_key)
+        .await?
+        .ok_or_else(|| StageError::permanent(format!("raw response {} does not exist", request.raw_key)))?;
+    let series = parse_chart(&raw).map_err(|e| StageError::permanent(format!("raw response {}: {e}", request.raw_key)))?;
+    let incoming = series.bars_in_range(request.start, request.end);
+
+    let stored = read_history(lake, ticker).await?;
+    let rows = merge_history(ticker.as_str(), stored.clone(), &incoming, &series.meta, now);
+    let stored_by_year = group_by_year(&stored);
+    let merged_by_year = group_by_year(&rows);
+
+    let touched_years: BTreeSet<i32> = incoming.iter().map(|b| b.date.year()).collect();
+    let mut written = Vec::new();
+    let mut rows_written = 0u64;
+    let mut to_load: BTreeSet<i32> = touched_years.clone();
+    for (year, year_rows) in &merged_by_year {
+        let unchanged = stored_by_year.get(year).is_some_and(|old| {
+            old.len() == year_rows.len()
+                && old.iter().zip(year_rows).all(|(a, b)| a.same_values(b) && a.updated_at == b.updated_at)
+        });
+        if unchanged {
+            continue;
+        }
+        let key = Lake::curated_key(ticker, *year);
+        let owned: Vec<CuratedRow> = year_rows.iter().map(|r| (*r).clone()).collect();
+        let bytes = encode_parquet(&owned, compression).map_err(|e| StageError::permanent(format!("{key}: {e}")))?;
+        lake.store().put(&key, bytes).await.map_err(|e| StageError::from(e).context(format!("writing {key}")))?;
+        rows_written += owned.len() as u64;
+        written.push(key);
+        to_load.insert(*year);
+    }
+
+    if let Some(last) = rows.last() {
+        lake.write_watermark(
+            ticker,
+            &Watermark {
+                last_date: last.date(),
+                rows: rows.len() as u64,
+                updated_at: now,
+            },
+        )
+        .await?;
+    }
+
+    let next = (!incoming.is_empty()).then(|| {
+        let load_rows: Vec<&CuratedRow> = to_load.iter().flat_map(|y| merged_by_year[y].iter().copied()).collect();
+        LoadRequest {
+            v: MESSAGE_VERSION,
+            run_id: request.run_id.clone(),
+            ticker: ticker.clone(),
+            partition_keys: to_load.iter().map(|y| Lake::curated_key(ticker, *y)).collect(),
+            rows: load_rows.len() as u64,
+            min_date: load_rows.first().map(|r| r.date()),
+            max_date: load_rows.last().map(|r| r.date()),
+        }
+    });
+    Ok(TransformOutcome {
+        bars_in_range: incoming.len(),
+        rows_total: rows.len() as u64,
+        rows_written,
+        partitions_written: written,
+        next,
+    })
+}
+
+fn group_by_year(rows: &[CuratedRow]) -> BTreeMap<i32, Vec<&CuratedRow>> {
+    let mut by_year: BTreeMap<i32, Vec<&CuratedRow>> = BTreeMap::new();
+    for row in rows {
+        by_year.entry(row.date().year()).or_default().push(row);
+    }
+    by_year
+}
