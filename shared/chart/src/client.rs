@@ -59,7 +59,12 @@ impl ChartClient {
     /// in exchange-local time, which can fall on the previous UTC day (Sydney)
     /// or late in the UTC day (New York). Bars are then kept by local date.
     pub fn chart_url(&self, ticker: &Ticker, start: NaiveDate, end: NaiveDate) -> String {
-        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp();
+        let midnight = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+                .timestamp()
+        };
         let period1 = midnight(start.checked_sub_days(Days::new(1)).unwrap_or(start));
         let period2 = midnight(end.checked_add_days(Days::new(2)).unwrap_or(end));
         format!(
@@ -83,14 +88,22 @@ impl ChartClient {
         let response = self.http.get(url).send().await.map_err(describe_reqwest)?;
         let status = response.status().as_u16();
         let retry_after = parse_retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| format!("reading the HTTP {status} body: {}", describe_reqwest(e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the HTTP {status} body: {}", describe_reqwest(e)))?;
         Ok((status, retry_after, body.to_vec()))
     }
 }
 
 #[async_trait]
 impl MarketDataSource for ChartClient {
-    async fn fetch_daily(&self, ticker: &Ticker, start: NaiveDate, end: NaiveDate) -> Result<ChartFetch, StageError> {
+    async fn fetch_daily(
+        &self,
+        ticker: &Ticker,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<ChartFetch, StageError> {
         let url = self.chart_url(ticker, start, end);
         let mut last_error = String::new();
         for attempt in 0..=self.settings.max_retries {
@@ -202,7 +215,11 @@ mod tests {
             retry_delay: Duration::ZERO,
         })
         .unwrap();
-        let url = client.chart_url(&Ticker::parse("^GSPC").unwrap(), "2020-01-02".parse().unwrap(), "2020-01-03".parse().unwrap());
+        let url = client.chart_url(
+            &Ticker::parse("^GSPC").unwrap(),
+            "2020-01-02".parse().unwrap(),
+            "2020-01-03".parse().unwrap(),
+        );
         // 2020-01-01T00:00Z and 2020-01-05T00:00Z
         assert_eq!(
             url,
@@ -219,7 +236,10 @@ mod tests {
         assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(1)));
         h.insert(RETRY_AFTER, "0.5".parse().unwrap());
         assert_eq!(parse_retry_after(&h), Some(Duration::from_millis(500)));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(parse_retry_after(&h), None);

@@ -19,7 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// The recorded 404 body for an unknown symbol (see tests/fixtures/yahoo/SOURCES.md).
-const NOT_FOUND_BODY: &[u8] = include_bytes!("../../../tests/fixtures/yahoo/six_error_404_not_found.json");
+const NOT_FOUND_BODY: &[u8] =
+    include_bytes!("../../../tests/fixtures/yahoo/six_error_404_not_found.json");
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -86,7 +87,9 @@ impl ChartReplayServer {
         let shared = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let state = shared.clone();
                 tokio::spawn(async move {
                     let _ = serve_connection(stream, state).await;
@@ -104,7 +107,11 @@ impl ChartReplayServer {
     /// Serves `body` (a recorded chart response) for `symbol`.
     pub fn add_series(&self, symbol: &str, body: &[u8]) -> Result<(), serde_json::Error> {
         let value: Value = serde_json::from_slice(body)?;
-        self.state.lock().expect("replay state").series.insert(symbol.to_ascii_uppercase(), Arc::new(value));
+        self.state
+            .lock()
+            .expect("replay state")
+            .series
+            .insert(symbol.to_ascii_uppercase(), Arc::new(value));
         Ok(())
     }
 
@@ -124,7 +131,10 @@ impl ChartReplayServer {
     }
 
     pub fn request_count(&self, symbol: &str) -> usize {
-        self.received().iter().filter(|r| r.symbol.eq_ignore_ascii_case(symbol)).count()
+        self.received()
+            .iter()
+            .filter(|r| r.symbol.eq_ignore_ascii_case(symbol))
+            .count()
     }
 }
 
@@ -146,13 +156,18 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<State>>) -> st
     }
     let head = String::from_utf8_lossy(&buf).to_string();
     let mut lines = head.split("\r\n");
-    let target = lines.next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/").to_string();
+    let target = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("/")
+        .to_string();
     let user_agent = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("user-agent"))
         .map(|(_, v)| v.trim().to_string());
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let symbol = percent_decode(path.rsplit('/').next().unwrap_or("")).to_ascii_uppercase();
+    let symbol =
+        mdp_core::lake::percent_decode(path.rsplit('/').next().unwrap_or("")).to_ascii_uppercase();
     let param = |name: &str| {
         query
             .split('&')
@@ -177,7 +192,11 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<State>>) -> st
         None => (404, NOT_FOUND_BODY.to_vec()),
     };
     match scripted {
-        Some(Reply::Fixed { status, headers, body }) => write_response(&mut stream, status, &headers, &body, None).await,
+        Some(Reply::Fixed {
+            status,
+            headers,
+            body,
+        }) => write_response(&mut stream, status, &headers, &body, None).await,
         Some(Reply::Delayed(wait)) => {
             tokio::time::sleep(wait).await;
             let (status, body) = recorded();
@@ -226,25 +245,6 @@ async fn write_response(
     stream.shutdown().await
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
-}
-
 /// The recorded response restricted to bars stamped in `period1..=period2`
 /// (the real API includes a bar stamped exactly at period2). With no bar in
 /// the window the answer is a result without timestamps, as the API gives.
@@ -257,8 +257,16 @@ fn slice_series(full: &Value, period1: Option<i64>, period2: Option<i64>) -> Vec
         .unwrap_or_default();
     let lo = period1.unwrap_or(i64::MIN);
     let hi = period2.unwrap_or(i64::MAX);
-    let keep: Vec<usize> = (0..timestamps.len()).filter(|&i| timestamps[i] >= lo && timestamps[i] <= hi).collect();
-    let pick = |arr: &Value| -> Value { Value::Array(keep.iter().map(|&i| arr.get(i).cloned().unwrap_or(Value::Null)).collect()) };
+    let keep: Vec<usize> = (0..timestamps.len())
+        .filter(|&i| timestamps[i] >= lo && timestamps[i] <= hi)
+        .collect();
+    let pick = |arr: &Value| -> Value {
+        Value::Array(
+            keep.iter()
+                .map(|&i| arr.get(i).cloned().unwrap_or(Value::Null))
+                .collect(),
+        )
+    };
     if keep.is_empty() {
         if let Some(obj) = result.as_object_mut() {
             obj.remove("timestamp");
@@ -284,16 +292,31 @@ fn slice_series(full: &Value, period1: Option<i64>, period2: Option<i64>) -> Vec
 /// A synthetic but well-formed daily chart response: `sessions` weekday bars
 /// from `first_day` on, stamped 14:30 UTC, a deterministic random walk from
 /// `seed`. Used by benchmarks that need years of history.
-pub fn synthetic_daily_chart(symbol: &str, first_day: NaiveDate, sessions: usize, seed: u64) -> Vec<u8> {
+pub fn synthetic_daily_chart(
+    symbol: &str,
+    first_day: NaiveDate,
+    sessions: usize,
+    seed: u64,
+) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut timestamps = Vec::with_capacity(sessions);
-    let (mut open, mut high, mut low, mut close, mut adj, mut volume) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut open, mut high, mut low, mut close, mut adj, mut volume) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let mut day = first_day;
     let mut price = 100.0f64;
     while timestamps.len() < sessions {
         if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-            let ts = day.and_hms_opt(14, 30, 0).expect("valid time").and_utc().timestamp();
+            let ts = day
+                .and_hms_opt(14, 30, 0)
+                .expect("valid time")
+                .and_utc()
+                .timestamp();
             let o = price;
             price *= 1.0 + (rng.f64() - 0.5) * 0.04;
             let c = price;

@@ -17,7 +17,11 @@ pub struct FetchOutcome {
     pub next: Option<TransformRequest>,
 }
 
-pub async fn fetch_stage(source: &dyn MarketDataSource, lake: &Lake, request: &FetchRequest) -> Result<FetchOutcome, StageError> {
+pub async fn fetch_stage(
+    source: &dyn MarketDataSource,
+    lake: &Lake,
+    request: &FetchRequest,
+) -> Result<FetchOutcome, StageError> {
     let ticker = &request.ticker;
     if request.start > request.end {
         return Err(StageError::permanent(format!(
@@ -25,7 +29,9 @@ pub async fn fetch_stage(source: &dyn MarketDataSource, lake: &Lake, request: &F
             request.start, request.end
         )));
     }
-    let fetched = source.fetch_daily(ticker, request.start, request.end).await?;
+    let fetched = source
+        .fetch_daily(ticker, request.start, request.end)
+        .await?;
     let series = match fetched.content {
         ChartContent::NoData(why) => {
             tracing::info!(%ticker, start = %request.start, end = %request.end, "no data for the range: {why}");
@@ -42,7 +48,9 @@ pub async fn fetch_stage(source: &dyn MarketDataSource, lake: &Lake, request: &F
     lake.store()
         .put(&raw_key, fetched.body)
         .await
-        .map_err(|e| StageError::from(e).context(format!("landing the raw response of {ticker}")))?;
+        .map_err(|e| {
+            StageError::from(e).context(format!("landing the raw response of {ticker}"))
+        })?;
     let bars_in_range = series.bars_in_range(request.start, request.end).len();
     if let Some(symbol) = &series.symbol
         && !symbol.eq_ignore_ascii_case(ticker.as_str())

@@ -104,9 +104,15 @@ fn volumes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Option<i64>>>, 
             None => Ok(None),
             Some(n) => n
                 .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                        .map(|f| f as i64)
+                })
                 .map(Some)
-                .ok_or_else(|| serde::de::Error::custom(format!("volume {n} is not a whole number"))),
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("volume {n} is not a whole number"))
+                }),
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -171,9 +177,10 @@ pub fn classify_response(status: u16, body: &[u8]) -> ChartOutcome {
     match status {
         200..=299 => match parse_chart(body) {
             Ok(series) => ChartOutcome::Series(Box::new(series)),
-            Err(ChartParseError::ApiError(e)) => {
-                ChartOutcome::Permanent(format!("chart API error in a {status} response: {}", describe(&e)))
-            }
+            Err(ChartParseError::ApiError(e)) => ChartOutcome::Permanent(format!(
+                "chart API error in a {status} response: {}",
+                describe(&e)
+            )),
             Err(e) => ChartOutcome::Transient(format!("unparseable {status} body: {e}")),
         },
         400 => {
@@ -189,10 +196,9 @@ pub fn classify_response(status: u16, body: &[u8]) -> ChartOutcome {
             "HTTP 404, unknown or delisted symbol: {}",
             describe(&api_error(body))
         )),
-        408 | 425 | 429 | 500..=599 => ChartOutcome::Transient(format!(
-            "HTTP {status}: {}",
-            describe(&api_error(body))
-        )),
+        408 | 425 | 429 | 500..=599 => {
+            ChartOutcome::Transient(format!("HTTP {status}: {}", describe(&api_error(body))))
+        }
         _ => ChartOutcome::Permanent(format!("HTTP {status}: {}", describe(&api_error(body)))),
     }
 }
@@ -263,7 +269,9 @@ pub fn parse_chart(body: &[u8]) -> Result<ChartSeries, ChartParseError> {
                 .and_then(|s| FixedOffset::east_opt(s.round() as i32))
                 .map(ExchangeZone::Offset)
         })
-        .unwrap_or(ExchangeZone::Offset(FixedOffset::east_opt(0).expect("zero offset")));
+        .unwrap_or(ExchangeZone::Offset(
+            FixedOffset::east_opt(0).expect("zero offset"),
+        ));
     let instrument = InstrumentMeta {
         currency: meta.currency.clone(),
         exchange: meta.exchange_name.clone(),
@@ -281,7 +289,9 @@ pub fn parse_chart(body: &[u8]) -> Result<ChartSeries, ChartParseError> {
     let (quote, adjclose) = match result.indicators {
         Some(ind) => (
             ind.quote.into_iter().next(),
-            ind.adjclose.and_then(|a| a.into_iter().next()).and_then(|a| a.adjclose),
+            ind.adjclose
+                .and_then(|a| a.into_iter().next())
+                .and_then(|a| a.adjclose),
         ),
         None => (None, None),
     };
@@ -317,7 +327,9 @@ pub fn parse_chart(body: &[u8]) -> Result<ChartSeries, ChartParseError> {
     let mut bars = Vec::with_capacity(n);
     let mut dropped = 0;
     for (i, &ts) in timestamps.iter().enumerate() {
-        let date = zone.local_date(ts).ok_or(ChartParseError::BadTimestamp(ts))?;
+        let date = zone
+            .local_date(ts)
+            .ok_or(ChartParseError::BadTimestamp(ts))?;
         // JSON has no NaN, but keep the rule explicit: a non-finite close is no close.
         match close[i].filter(|c| c.is_finite()) {
             Some(c) => bars.push(DailyBar {
@@ -355,7 +367,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../tests/fixtures/yahoo/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../tests/fixtures/yahoo/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
@@ -378,16 +393,30 @@ mod tests {
         assert_eq!(s.bars[0].date, d("2021-02-01"));
         assert_eq!(s.bars[251].date, d("2022-01-28"));
         assert_eq!(s.zone, ExchangeZone::Named(chrono_tz::America::New_York));
-        assert!(s.bars.iter().all(|b| b.adj_close.is_some() && b.volume.is_some() && b.open.is_some()));
+        assert!(
+            s.bars
+                .iter()
+                .all(|b| b.adj_close.is_some() && b.volume.is_some() && b.open.is_some())
+        );
         assert!(s.bars.windows(2).all(|w| w[0].date < w[1].date));
         // The fixture writes some prices as bare integers (`243`): they parse as floats.
-        let raw: serde_json::Value = serde_json::from_slice(&fixture("msft_1d_range_2021-02-01_2022-01-28_dividends.json")).unwrap();
+        let raw: serde_json::Value = serde_json::from_slice(&fixture(
+            "msft_1d_range_2021-02-01_2022-01-28_dividends.json",
+        ))
+        .unwrap();
         let quote = &raw["chart"]["result"][0]["indicators"]["quote"][0];
         for (i, bar) in s.bars.iter().enumerate() {
             assert_eq!(bar.close, quote["close"][i].as_f64().unwrap());
             assert_eq!(bar.volume, quote["volume"][i].as_i64());
         }
-        assert!(quote["close"].as_array().unwrap().iter().chain(quote["open"].as_array().unwrap()).any(|v| v.is_u64()));
+        assert!(
+            quote["close"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(quote["open"].as_array().unwrap())
+                .any(|v| v.is_u64())
+        );
         assert_eq!(s.meta.currency.as_deref(), Some("USD"));
         assert_eq!(s.meta.exchange.as_deref(), Some("NMS"));
         assert_eq!(s.meta.instrument_type.as_deref(), Some("EQUITY"));
@@ -408,7 +437,10 @@ mod tests {
         assert_eq!(s.bars[0].date, d("2020-01-01"));
         assert_eq!(s.bars.last().unwrap().date, d("2021-01-04"));
         for gap in ["2020-04-17", "2020-10-09", "2020-10-12", "2020-10-13"] {
-            assert!(s.bars.iter().all(|b| b.date != d(gap)), "{gap} should be dropped");
+            assert!(
+                s.bars.iter().all(|b| b.date != d(gap)),
+                "{gap} should be dropped"
+            );
         }
         assert!(s.bars.iter().any(|b| b.date == d("2020-10-10")));
         assert_eq!(s.meta.long_name, None);
@@ -435,7 +467,10 @@ mod tests {
         let meta = v["chart"]["result"][0]["meta"].as_object_mut().unwrap();
         meta.remove("exchangeTimezoneName");
         let s2 = parse_chart(&serde_json::to_vec(&v).unwrap()).unwrap();
-        assert_eq!(s2.zone, ExchangeZone::Offset(FixedOffset::east_opt(7200).unwrap()));
+        assert_eq!(
+            s2.zone,
+            ExchangeZone::Offset(FixedOffset::east_opt(7200).unwrap())
+        );
         assert_eq!(s2.bars.iter().map(|b| b.date).collect::<Vec<_>>(), dates);
     }
 
@@ -462,7 +497,11 @@ mod tests {
         // 13:30Z before and 14:30Z after the DST change are both 09:30 New York.
         assert!(s.bars.iter().any(|b| b.date == d("2020-10-30")));
         assert!(s.bars.iter().any(|b| b.date == d("2020-11-02")));
-        assert!(s.bars.iter().all(|b| !matches!(b.date.format("%a").to_string().as_str(), "Sat" | "Sun")));
+        assert!(
+            s.bars
+                .iter()
+                .all(|b| !matches!(b.date.format("%a").to_string().as_str(), "Sat" | "Sun"))
+        );
 
         let one = series("aapl_1d_single_day_2020-01-02.json");
         assert_eq!(one.bars.len(), 1);
@@ -495,19 +534,39 @@ mod tests {
     #[test]
     fn error_statuses_are_classified_as_the_design_says() {
         match classify_response(404, &fixture("six_error_404_not_found.json")) {
-            ChartOutcome::Permanent(m) => assert!(m.contains("404") && m.contains("symbol may be delisted"), "{m}"),
+            ChartOutcome::Permanent(m) => assert!(
+                m.contains("404") && m.contains("symbol may be delisted"),
+                "{m}"
+            ),
             other => panic!("{other:?}"),
         }
-        match classify_response(400, &fixture("beke_error_400_bad_request_range_before_listing.json")) {
-            ChartOutcome::NoData(m) => assert!(m.starts_with("Data doesn't exist for startDate"), "{m}"),
+        match classify_response(
+            400,
+            &fixture("beke_error_400_bad_request_range_before_listing.json"),
+        ) {
+            ChartOutcome::NoData(m) => {
+                assert!(m.starts_with("Data doesn't exist for startDate"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         let other_400 = br#"{"chart":{"result":null,"error":{"code":"Bad Request","description":"Invalid input - interval=2x is not supported"}}}"#;
-        assert!(matches!(classify_response(400, other_400), ChartOutcome::Permanent(_)));
+        assert!(matches!(
+            classify_response(400, other_400),
+            ChartOutcome::Permanent(_)
+        ));
         for status in [429, 500, 502, 503, 504] {
-            assert!(matches!(classify_response(status, b"<html>busy</html>"), ChartOutcome::Transient(_)), "{status}");
+            assert!(
+                matches!(
+                    classify_response(status, b"<html>busy</html>"),
+                    ChartOutcome::Transient(_)
+                ),
+                "{status}"
+            );
         }
-        assert!(matches!(classify_response(401, b"{}"), ChartOutcome::Permanent(_)));
+        assert!(matches!(
+            classify_response(401, b"{}"),
+            ChartOutcome::Permanent(_)
+        ));
     }
 
     #[test]
@@ -518,12 +577,25 @@ mod tests {
             ChartOutcome::Transient(m) => assert!(m.contains("unparseable"), "{m}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(classify_response(200, b"<html>captcha</html>"), ChartOutcome::Transient(_)));
-        assert!(matches!(classify_response(200, br#"{"chart":{"result":[],"error":null}}"#), ChartOutcome::Transient(_)));
+        assert!(matches!(
+            classify_response(200, b"<html>captcha</html>"),
+            ChartOutcome::Transient(_)
+        ));
+        assert!(matches!(
+            classify_response(200, br#"{"chart":{"result":[],"error":null}}"#),
+            ChartOutcome::Transient(_)
+        ));
         let mut v: serde_json::Value = serde_json::from_slice(&full).unwrap();
-        v["chart"]["result"][0]["indicators"]["quote"][0]["close"].as_array_mut().unwrap().pop();
+        v["chart"]["result"][0]["indicators"]["quote"][0]["close"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
         match parse_chart(&serde_json::to_vec(&v).unwrap()) {
-            Err(ChartParseError::LengthMismatch { name: "close", len: 251, expected: 252 }) => {}
+            Err(ChartParseError::LengthMismatch {
+                name: "close",
+                len: 251,
+                expected: 252,
+            }) => {}
             other => panic!("{other:?}"),
         }
     }

@@ -155,7 +155,11 @@ impl Config {
     /// Reads variables through `lookup` (the environment, or a map in tests).
     /// Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let fail = |variable: &'static str, value: &str, expected: &str| ConfigError {
             variable,
             value: value.to_string(),
@@ -166,36 +170,57 @@ impl Config {
         let default_tickers = parse_ticker_list(&tickers_raw)
             .map_err(|why| fail("MARKET_DATA_DEFAULT_TICKERS", &tickers_raw, &why))?;
 
-        let api_base_url = get("YAHOO_FINANCE_API_BASE_URL").unwrap_or_else(|| DEFAULT_API_BASE_URL.into());
+        let api_base_url =
+            get("YAHOO_FINANCE_API_BASE_URL").unwrap_or_else(|| DEFAULT_API_BASE_URL.into());
         if !(api_base_url.starts_with("http://") || api_base_url.starts_with("https://")) {
-            return Err(fail("YAHOO_FINANCE_API_BASE_URL", &api_base_url, "an http:// or https:// URL"));
+            return Err(fail(
+                "YAHOO_FINANCE_API_BASE_URL",
+                &api_base_url,
+                "an http:// or https:// URL",
+            ));
         }
         let api_base_url = api_base_url.trim_end_matches('/').to_string();
 
-        let seconds = |name: &'static str, default: f64, allow_zero: bool| -> Result<Duration, ConfigError> {
+        let seconds = |name: &'static str,
+                       default: f64,
+                       allow_zero: bool|
+         -> Result<Duration, ConfigError> {
             match get(name) {
                 None => Ok(Duration::from_secs_f64(default)),
                 Some(v) => v
                     .parse::<f64>()
                     .ok()
-                    .filter(|s| s.is_finite() && (*s > 0.0 || (allow_zero && *s == 0.0)) && *s <= 86_400.0)
+                    .filter(|s| {
+                        s.is_finite() && (*s > 0.0 || (allow_zero && *s == 0.0)) && *s <= 86_400.0
+                    })
                     .map(Duration::from_secs_f64)
                     .ok_or_else(|| {
-                        let what = if allow_zero { "zero or more" } else { "more than zero" };
-                        fail(name, &v, &format!("a number of seconds, {what}, at most 86400"))
+                        let what = if allow_zero {
+                            "zero or more"
+                        } else {
+                            "more than zero"
+                        };
+                        fail(
+                            name,
+                            &v,
+                            &format!("a number of seconds, {what}, at most 86400"),
+                        )
                     }),
             }
         };
-        let integer = |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (min..=max).contains(n))
-                    .ok_or_else(|| fail(name, &v, &format!("a whole number from {min} to {max}"))),
-            }
-        };
+        let integer =
+            |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                match get(name) {
+                    None => Ok(default),
+                    Some(v) => v
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .ok_or_else(|| {
+                            fail(name, &v, &format!("a whole number from {min} to {max}"))
+                        }),
+                }
+            };
         let parsed = |name: &'static str, default: &str| -> Result<String, ConfigError> {
             Ok(get(name).unwrap_or_else(|| default.to_string()))
         };
@@ -229,7 +254,11 @@ impl Config {
             if is_sql_identifier(&v) {
                 Ok(v)
             } else {
-                Err(fail(name, &v, "a plain SQL identifier: a letter or _, then letters, digits or _ (at most 63)"))
+                Err(fail(
+                    name,
+                    &v,
+                    "a plain SQL identifier: a letter or _, then letters, digits or _ (at most 63)",
+                ))
             }
         };
         let warehouse_schema = ident("WAREHOUSE_SCHEMA", "public")?;
@@ -280,7 +309,10 @@ pub fn parse_ticker_list(raw: &str) -> Result<Vec<Ticker>, String> {
     let items: Vec<String> = if raw.trim_start().starts_with('[') {
         serde_json::from_str(raw).map_err(|e| format!("a JSON list of ticker strings ({e})"))?
     } else {
-        raw.split(',').map(str::to_string).filter(|s| !s.trim().is_empty()).collect()
+        raw.split(',')
+            .map(str::to_string)
+            .filter(|s| !s.trim().is_empty())
+            .collect()
     };
     let (tickers, errors) = normalise_tickers(&items);
     if let Some(first) = errors.first() {
@@ -324,7 +356,11 @@ pub fn redact_url(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_string() };
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
             // Query-string passwords (`?password=`) are masked too.
             let tail = mask_query_password(tail);
             format!("{scheme}://{masked}@{host}{tail}")
@@ -354,7 +390,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -371,7 +410,10 @@ mod tests {
         assert_eq!(c.parquet_compression, ParquetCompression::Snappy);
         assert_eq!(c.warehouse_url, DEFAULT_WAREHOUSE_URL);
         assert_eq!(c.warehouse_kind, WarehouseKind::Sqlite);
-        assert_eq!((c.warehouse_schema.as_str(), c.warehouse_table.as_str()), ("public", "fact_market_data"));
+        assert_eq!(
+            (c.warehouse_schema.as_str(), c.warehouse_table.as_str()),
+            ("public", "fact_market_data")
+        );
         assert_eq!(c.load_strategy, LoadStrategy::Upsert);
         assert_eq!(c.batch_size, 1000);
         assert_eq!(c.aws_endpoint_url, None);
@@ -392,7 +434,13 @@ mod tests {
         let names: Vec<&str> = c.default_tickers.iter().map(Ticker::as_str).collect();
         assert_eq!(names, ["MSFT", "^GSPC"]);
         assert_eq!(c.retry_delay, Duration::from_millis(250));
-        assert_eq!(c.lake_uri, LakeUri::S3 { bucket: "bucket".into(), prefix: "some/prefix".into() });
+        assert_eq!(
+            c.lake_uri,
+            LakeUri::S3 {
+                bucket: "bucket".into(),
+                prefix: "some/prefix".into()
+            }
+        );
         assert_eq!(c.parquet_compression, ParquetCompression::Zstd);
         assert_eq!(c.warehouse_kind, WarehouseKind::Postgres);
         assert_eq!(c.load_strategy, LoadStrategy::TruncateInsert);
@@ -404,7 +452,11 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable_and_what_is_accepted() {
         let cases = [
-            ("MARKET_DATA_DEFAULT_TICKERS", "AAPL,NOT VALID", "invalid ticker"),
+            (
+                "MARKET_DATA_DEFAULT_TICKERS",
+                "AAPL,NOT VALID",
+                "invalid ticker",
+            ),
             ("MARKET_DATA_API_TIMEOUT", "soon", "number of seconds"),
             ("MARKET_DATA_API_TIMEOUT", "0", "more than zero"),
             ("MARKET_DATA_MAX_RETRIES", "-1", "whole number from 0 to 20"),
@@ -415,7 +467,11 @@ mod tests {
             ("WAREHOUSE_URL", "mysql://x", "sqlite://PATH"),
             ("WAREHOUSE_SCHEMA", "public; drop table x", "SQL identifier"),
             ("WAREHOUSE_TABLE_MARKET_DATA", "1table", "SQL identifier"),
-            ("WAREHOUSE_LOAD_STRATEGY", "merge", "upsert, append, truncate_insert"),
+            (
+                "WAREHOUSE_LOAD_STRATEGY",
+                "merge",
+                "upsert, append, truncate_insert",
+            ),
             ("WAREHOUSE_BATCH_SIZE", "0", "whole number from 1"),
             ("YAHOO_FINANCE_API_BASE_URL", "ftp://x", "http"),
             ("AWS_ENDPOINT_URL", "localhost:5000", "http"),
@@ -433,8 +489,14 @@ mod tests {
     fn warehouse_password_is_not_repeated_in_errors() {
         let err = config(&[("WAREHOUSE_URL", "mysql://user:hunter2@host/db")]).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
-        assert_eq!(redact_url("postgres://u:pw@h:5432/d?sslmode=require"), "postgres://u:***@h:5432/d?sslmode=require");
-        assert_eq!(redact_url("postgres://h/d?user=u&password=pw"), "postgres://h/d?user=u&password=***");
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/d?sslmode=require"),
+            "postgres://u:***@h:5432/d?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://h/d?user=u&password=pw"),
+            "postgres://h/d?user=u&password=***"
+        );
         assert_eq!(redact_url("sqlite://./data/w.db"), "sqlite://./data/w.db");
     }
 }

@@ -90,7 +90,9 @@ pub fn plan_fetch(
         DateRequest::UpTo(end) => match watermark {
             None => {
                 let span = u64::from(backfill_days.max(1) - 1);
-                let start = end.checked_sub_days(Days::new(span)).unwrap_or(NaiveDate::MIN);
+                let start = end
+                    .checked_sub_days(Days::new(span))
+                    .unwrap_or(NaiveDate::MIN);
                 Some(FetchPlan { start, end, mode })
             }
             Some(last) if last >= end => None,
@@ -124,23 +126,47 @@ mod tests {
 
     #[test]
     fn incremental_starts_the_day_after_the_watermark() {
-        let plan =
-            plan_fetch(DateRequest::UpTo(d("2025-07-07")), Some(d("2025-07-03")), 120).unwrap();
+        let plan = plan_fetch(
+            DateRequest::UpTo(d("2025-07-07")),
+            Some(d("2025-07-03")),
+            120,
+        )
+        .unwrap();
         assert_eq!(plan.mode, FetchMode::Incremental);
         assert_eq!((plan.start, plan.end), (d("2025-07-04"), d("2025-07-07")));
     }
 
     #[test]
     fn nothing_to_do_when_watermark_reached_target() {
-        assert_eq!(plan_fetch(DateRequest::UpTo(d("2025-07-03")), Some(d("2025-07-03")), 120), None);
-        assert_eq!(plan_fetch(DateRequest::UpTo(d("2025-07-03")), Some(d("2025-07-09")), 120), None);
+        assert_eq!(
+            plan_fetch(
+                DateRequest::UpTo(d("2025-07-03")),
+                Some(d("2025-07-03")),
+                120
+            ),
+            None
+        );
+        assert_eq!(
+            plan_fetch(
+                DateRequest::UpTo(d("2025-07-03")),
+                Some(d("2025-07-09")),
+                120
+            ),
+            None
+        );
     }
 
     #[test]
     fn explicit_range_overrides_watermark_and_backfill() {
-        let req = DateRequest::Range { start: d("2021-02-01"), end: d("2021-03-01") };
+        let req = DateRequest::Range {
+            start: d("2021-02-01"),
+            end: d("2021-03-01"),
+        };
         let with_history = plan_fetch(req, Some(d("2025-01-01")), 120).unwrap();
-        assert_eq!((with_history.start, with_history.end), (d("2021-02-01"), d("2021-03-01")));
+        assert_eq!(
+            (with_history.start, with_history.end),
+            (d("2021-02-01"), d("2021-03-01"))
+        );
         assert_eq!(with_history.mode, FetchMode::Incremental);
         assert_eq!(plan_fetch(req, None, 5).unwrap().mode, FetchMode::Backfill);
     }
@@ -148,17 +174,24 @@ mod tests {
     #[test]
     fn request_parts_are_checked() {
         let today = d("2025-11-26");
-        assert_eq!(DateRequest::from_parts(None, None, None, today).unwrap(), DateRequest::UpTo(today));
+        assert_eq!(
+            DateRequest::from_parts(None, None, None, today).unwrap(),
+            DateRequest::UpTo(today)
+        );
         assert_eq!(
             DateRequest::from_parts(Some(d("2025-01-02")), None, None, today).unwrap(),
             DateRequest::UpTo(d("2025-01-02"))
         );
         assert_eq!(
             DateRequest::from_parts(None, Some(d("2025-01-02")), None, today).unwrap(),
-            DateRequest::Range { start: d("2025-01-02"), end: today }
+            DateRequest::Range {
+                start: d("2025-01-02"),
+                end: today
+            }
         );
-        let err = DateRequest::from_parts(None, Some(d("2025-02-02")), Some(d("2025-01-02")), today)
-            .unwrap_err();
+        let err =
+            DateRequest::from_parts(None, Some(d("2025-02-02")), Some(d("2025-01-02")), today)
+                .unwrap_err();
         assert!(err.message.contains("after end"), "{err}");
         assert!(DateRequest::from_parts(Some(today), Some(today), None, today).is_err());
     }

@@ -64,7 +64,10 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
     if key.starts_with('/') || key.contains('\\') || key.contains('\0') {
         return bad("must be a relative /-separated path");
     }
-    if key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
         return bad("empty, '.' or '..' path segment");
     }
     Ok(())
@@ -113,7 +116,10 @@ impl ObjectStore for LocalStore {
         let path = self.path_of(key)?;
         let dir = path.parent().expect("a checked key has a parent folder");
         tokio::fs::create_dir_all(dir).await.map_err(io_err(key))?;
-        let file_name = path.file_name().expect("a checked key has a name").to_string_lossy();
+        let file_name = path
+            .file_name()
+            .expect("a checked key has a name")
+            .to_string_lossy();
         // Hidden temporary name in the same folder: rename is atomic within a
         // file system, and list() skips dot-files, so readers never see a part.
         let tmp = dir.join(format!(
@@ -250,7 +256,10 @@ impl Lake {
     }
 
     /// Every curated partition of the ticker, oldest year first.
-    pub async fn curated_partitions(&self, ticker: &Ticker) -> Result<Vec<(i32, String)>, StoreError> {
+    pub async fn curated_partitions(
+        &self,
+        ticker: &Ticker,
+    ) -> Result<Vec<(i32, String)>, StoreError> {
         let mut parts: Vec<(i32, String)> = self
             .store
             .list(&Self::curated_prefix(ticker))
@@ -262,20 +271,68 @@ impl Lake {
         Ok(parts)
     }
 
+    /// Every ticker with curated partitions, from the `ticker=` folder names.
+    pub async fn curated_tickers(&self) -> Result<Vec<Ticker>, StoreError> {
+        let mut tickers: Vec<Ticker> = Vec::new();
+        for key in self.store.list("curated/market_data/").await? {
+            let Some(value) = key
+                .strip_prefix("curated/market_data/ticker=")
+                .and_then(|rest| rest.split('/').next())
+            else {
+                continue;
+            };
+            match Ticker::parse(&percent_decode(value)) {
+                Ok(t) if !tickers.contains(&t) => tickers.push(t),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%key, "skipping a curated folder that is not a ticker: {e}")
+                }
+            }
+        }
+        tickers.sort();
+        Ok(tickers)
+    }
+
     pub async fn read_watermark(&self, ticker: &Ticker) -> Result<Option<Watermark>, StageError> {
         let key = Self::state_key(ticker);
         match self.store.get(&key).await? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                StageError::permanent(format!("watermark {key} is not valid: {e}"))
-            }),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StageError::permanent(format!("watermark {key} is not valid: {e}"))),
         }
     }
 
-    pub async fn write_watermark(&self, ticker: &Ticker, mark: &Watermark) -> Result<(), StageError> {
+    pub async fn write_watermark(
+        &self,
+        ticker: &Ticker,
+        mark: &Watermark,
+    ) -> Result<(), StageError> {
         let bytes = serde_json::to_vec(mark).expect("a watermark serialises");
         Ok(self.store.put(&Self::state_key(ticker), bytes).await?)
     }
+}
+
+/// Decodes `%XX` escapes of a partition value (`%5EGSPC` → `^GSPC`).
+pub fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -295,7 +352,10 @@ mod tests {
         assert_eq!(store.get("a/b.json").await.unwrap().unwrap(), b"two");
         assert_eq!(store.list("a/").await.unwrap(), ["a/b.json", "a/c/d.bin"]);
         assert_eq!(store.list("a/c").await.unwrap(), ["a/c/d.bin"]);
-        assert_eq!(store.list("nothing/here/").await.unwrap(), Vec::<String>::new());
+        assert_eq!(
+            store.list("nothing/here/").await.unwrap(),
+            Vec::<String>::new()
+        );
         // No temporary files are left behind by put.
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("a"))
             .unwrap()
@@ -309,7 +369,14 @@ mod tests {
     async fn keys_cannot_escape_the_lake() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path().join("lake"));
-        for key in ["../outside", "/etc/passwd", "a/../../b", "a//b", "", "a/./b"] {
+        for key in [
+            "../outside",
+            "/etc/passwd",
+            "a/../../b",
+            "a//b",
+            "",
+            "a/./b",
+        ] {
             let err = store.put(key, b"x".to_vec()).await.unwrap_err();
             assert!(matches!(err, StoreError::InvalidKey { .. }), "{key}");
             assert!(!StageError::from(err).is_transient());
@@ -330,9 +397,42 @@ mod tests {
             "curated/market_data/ticker=%5EGSPC/year=2025/part-0.parquet"
         );
         assert_eq!(Lake::state_key(&t), "state/ticker=%5EGSPC.json");
-        assert_eq!(Lake::partition_year(&t, &Lake::curated_key(&t, 2021)), Some(2021));
+        assert_eq!(
+            Lake::partition_year(&t, &Lake::curated_key(&t, 2021)),
+            Some(2021)
+        );
         let other = Ticker::parse("^GSPCX").unwrap();
-        assert_eq!(Lake::partition_year(&t, &Lake::curated_key(&other, 2021)), None);
+        assert_eq!(
+            Lake::partition_year(&t, &Lake::curated_key(&other, 2021)),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn curated_tickers_are_decoded_from_folder_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(Arc::new(LocalStore::new(dir.path())));
+        for t in ["^GSPC", "MSFT", "EURUSD=X"] {
+            let t = Ticker::parse(t).unwrap();
+            lake.store()
+                .put(&Lake::curated_key(&t, 2024), b"x".to_vec())
+                .await
+                .unwrap();
+            lake.store()
+                .put(&Lake::curated_key(&t, 2025), b"x".to_vec())
+                .await
+                .unwrap();
+        }
+        let names: Vec<String> = lake
+            .curated_tickers()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(names, ["EURUSD=X", "MSFT", "^GSPC"]);
+        assert_eq!(percent_decode("%5EGSPC"), "^GSPC");
+        assert_eq!(percent_decode("100%"), "100%");
     }
 
     #[tokio::test]
@@ -348,8 +448,10 @@ mod tests {
         };
         lake.write_watermark(&t, &mark).await.unwrap();
         assert_eq!(lake.read_watermark(&t).await.unwrap(), Some(mark));
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("state/ticker=MSFT.json")).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("state/ticker=MSFT.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(json["last_date"], "2025-06-30");
         assert_eq!(json["rows"], 120);
         assert!(json["updated_at"].is_string());

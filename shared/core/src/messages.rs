@@ -115,14 +115,29 @@ mod tests {
             v: 1,
             run_id: "r".into(),
             ticker: Ticker::parse("^GSPC").unwrap(),
-            partition_keys: vec!["curated/market_data/ticker=%5EGSPC/year=2025/part-0.parquet".into()],
+            partition_keys: vec![
+                "curated/market_data/ticker=%5EGSPC/year=2025/part-0.parquet".into(),
+            ],
             rows: 3,
             min_date: Some("2025-01-02".parse().unwrap()),
             max_date: Some("2025-01-06".parse().unwrap()),
         };
         let json = serde_json::to_value(&msg).unwrap();
-        let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-        for k in ["v", "run_id", "ticker", "partition_keys", "rows", "min_date", "max_date"] {
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for k in [
+            "v",
+            "run_id",
+            "ticker",
+            "partition_keys",
+            "rows",
+            "min_date",
+            "max_date",
+        ] {
             assert!(keys.contains(&k), "missing {k}");
         }
         let back: LoadRequest = decode_message(&json.to_string()).unwrap();

@@ -186,8 +186,14 @@ impl CuratedRow {
             && self.meta.currency == other.meta.currency
             && self.meta.exchange == other.meta.exchange
             && self.meta.instrument_type == other.meta.instrument_type
-            && same(self.meta.regular_market_price, other.meta.regular_market_price)
-            && same(self.meta.fifty_two_week_high, other.meta.fifty_two_week_high)
+            && same(
+                self.meta.regular_market_price,
+                other.meta.regular_market_price,
+            )
+            && same(
+                self.meta.fifty_two_week_high,
+                other.meta.fifty_two_week_high,
+            )
             && same(self.meta.fifty_two_week_low, other.meta.fifty_two_week_low)
             && self.meta.long_name == other.meta.long_name
             && self.meta.short_name == other.meta.short_name

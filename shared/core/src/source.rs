@@ -29,5 +29,10 @@ pub enum ChartContent {
 pub trait MarketDataSource: Send + Sync {
     /// Daily bars of `ticker` covering `start..=end` (inclusive), in one
     /// request plus retries. Errors are already classified.
-    async fn fetch_daily(&self, ticker: &Ticker, start: NaiveDate, end: NaiveDate) -> Result<ChartFetch, StageError>;
+    async fn fetch_daily(
+        &self,
+        ticker: &Ticker,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<ChartFetch, StageError>;
 }

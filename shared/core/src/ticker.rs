@@ -103,7 +103,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_symbols_naming_them() {
-        for input in ["", "   ", "ABCDEFGHIJKLM", "AA PL", "AAPL;DROP", "MSFT/..", "ÄPFEL", "a_b"] {
+        for input in [
+            "",
+            "   ",
+            "ABCDEFGHIJKLM",
+            "AA PL",
+            "AAPL;DROP",
+            "MSFT/..",
+            "ÄPFEL",
+            "a_b",
+        ] {
             let err = Ticker::parse(input).unwrap_err();
             assert_eq!(err.input, input);
             assert!(err.to_string().contains("1-12 characters"), "{err}");
@@ -112,7 +121,8 @@ mod tests {
 
     #[test]
     fn normalise_dedupes_keeps_order_and_reports_bad_ones() {
-        let (ok, bad) = normalise_tickers(&["msft", "AAPL", " MSFT", "bad ticker", "^GSPC", "aapl"]);
+        let (ok, bad) =
+            normalise_tickers(&["msft", "AAPL", " MSFT", "bad ticker", "^GSPC", "aapl"]);
         let names: Vec<&str> = ok.iter().map(Ticker::as_str).collect();
         assert_eq!(names, ["MSFT", "AAPL", "^GSPC"]);
         assert_eq!(bad.len(), 1);

@@ -47,7 +47,11 @@ pub async fn validate_stage(
             .read_watermark(&ticker)
             .await
             .map_err(|e| e.context(format!("reading the watermark of {ticker}")))?;
-        match plan_fetch(request, watermark.map(|w| w.last_date), config.backfill_days) {
+        match plan_fetch(
+            request,
+            watermark.map(|w| w.last_date),
+            config.backfill_days,
+        ) {
             Some(plan) => outcome.fetches.push(FetchRequest {
                 v: MESSAGE_VERSION,
                 run_id: run_id.to_string(),
@@ -83,21 +87,55 @@ mod tests {
     async fn plans_backfill_incremental_and_skips_bad_or_current_tickers() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::new(Arc::new(LocalStore::new(dir.path())));
-        let config = Config::from_lookup(|k| (k == "MARKET_DATA_BACKFILL_DAYS").then(|| "10".to_string())).unwrap();
-        let mark = |last: &str| Watermark { last_date: d(last), rows: 5, updated_at: Utc::now() };
-        lake.write_watermark(&Ticker::parse("MSFT").unwrap(), &mark("2025-06-25")).await.unwrap();
-        lake.write_watermark(&Ticker::parse("NVDA").unwrap(), &mark("2025-06-30")).await.unwrap();
+        let config =
+            Config::from_lookup(|k| (k == "MARKET_DATA_BACKFILL_DAYS").then(|| "10".to_string()))
+                .unwrap();
+        let mark = |last: &str| Watermark {
+            last_date: d(last),
+            rows: 5,
+            updated_at: Utc::now(),
+        };
+        lake.write_watermark(&Ticker::parse("MSFT").unwrap(), &mark("2025-06-25"))
+            .await
+            .unwrap();
+        lake.write_watermark(&Ticker::parse("NVDA").unwrap(), &mark("2025-06-30"))
+            .await
+            .unwrap();
         let event = ScheduleEvent {
-            tickers: Some(vec!["aapl".into(), "msft".into(), "not valid!".into(), "NVDA".into(), "AAPL".into()]),
+            tickers: Some(vec![
+                "aapl".into(),
+                "msft".into(),
+                "not valid!".into(),
+                "NVDA".into(),
+                "AAPL".into(),
+            ]),
             date: Some(d("2025-06-30")),
             ..ScheduleEvent::default()
         };
-        let out = validate_stage(&lake, &config, &event, d("2025-07-04"), "run-1").await.unwrap();
+        let out = validate_stage(&lake, &config, &event, d("2025-07-04"), "run-1")
+            .await
+            .unwrap();
         assert_eq!(out.fetches.len(), 2);
         let aapl = &out.fetches[0];
-        assert_eq!((aapl.ticker.as_str(), aapl.start, aapl.end, aapl.mode), ("AAPL", d("2025-06-21"), d("2025-06-30"), FetchMode::Backfill));
+        assert_eq!(
+            (aapl.ticker.as_str(), aapl.start, aapl.end, aapl.mode),
+            (
+                "AAPL",
+                d("2025-06-21"),
+                d("2025-06-30"),
+                FetchMode::Backfill
+            )
+        );
         let msft = &out.fetches[1];
-        assert_eq!((msft.ticker.as_str(), msft.start, msft.end, msft.mode), ("MSFT", d("2025-06-26"), d("2025-06-30"), FetchMode::Incremental));
+        assert_eq!(
+            (msft.ticker.as_str(), msft.start, msft.end, msft.mode),
+            (
+                "MSFT",
+                d("2025-06-26"),
+                d("2025-06-30"),
+                FetchMode::Incremental
+            )
+        );
         assert!(out.fetches.iter().all(|f| f.run_id == "run-1" && f.v == 1));
         assert_eq!(out.rejected.len(), 1);
         assert_eq!(out.rejected[0].input, "not valid!");
@@ -108,8 +146,19 @@ mod tests {
     async fn default_tickers_and_today_apply_when_absent() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::new(Arc::new(LocalStore::new(dir.path())));
-        let config = Config::from_lookup(|k| (k == "MARKET_DATA_DEFAULT_TICKERS").then(|| "MSFT,^GSPC".to_string())).unwrap();
-        let out = validate_stage(&lake, &config, &ScheduleEvent::default(), d("2025-11-26"), "r").await.unwrap();
+        let config = Config::from_lookup(|k| {
+            (k == "MARKET_DATA_DEFAULT_TICKERS").then(|| "MSFT,^GSPC".to_string())
+        })
+        .unwrap();
+        let out = validate_stage(
+            &lake,
+            &config,
+            &ScheduleEvent::default(),
+            d("2025-11-26"),
+            "r",
+        )
+        .await
+        .unwrap();
         let names: Vec<&str> = out.fetches.iter().map(|f| f.ticker.as_str()).collect();
         assert_eq!(names, ["MSFT", "^GSPC"]);
         assert!(out.fetches.iter().all(|f| f.end == d("2025-11-26")));
@@ -121,8 +170,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::new(Arc::new(LocalStore::new(dir.path())));
         let config = Config::from_lookup(|_| None).unwrap();
-        let event = ScheduleEvent { start: Some(d("2025-02-01")), end: Some(d("2025-01-01")), ..Default::default() };
-        let err = validate_stage(&lake, &config, &event, d("2025-11-26"), "r").await.unwrap_err();
+        let event = ScheduleEvent {
+            start: Some(d("2025-02-01")),
+            end: Some(d("2025-01-01")),
+            ..Default::default()
+        };
+        let err = validate_stage(&lake, &config, &event, d("2025-11-26"), "r")
+            .await
+            .unwrap_err();
         assert!(!err.is_transient());
     }
 }

@@ -1,1 +1,207 @@
-fn main(){}
+//! The `mdp` command (DESIGN.md section 9).
+
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use mdp::bench::{BenchOptions, run_bench};
+use mdp::demo::run_demo;
+use mdp::logging::init_logging;
+use mdp::runner::{Pipeline, open_lake};
+use mdp_core::config::{parse_ticker_list, redact_url};
+use mdp_core::dates::today_in_new_york;
+use mdp_core::messages::ScheduleEvent;
+use mdp_core::{Config, StageError};
+use mdp_warehouse::Warehouse;
+
+#[derive(Parser)]
+#[command(
+    name = "mdp",
+    about = "Market data pipeline: Yahoo chart API → Parquet lake → SQL warehouse",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run validate → fetch → transform → load for the tickers.
+    Run {
+        /// Comma-separated tickers (default: MARKET_DATA_DEFAULT_TICKERS).
+        #[arg(long)]
+        tickers: Option<String>,
+        /// Target date: fetch what is missing up to it (default: today in New York).
+        #[arg(long, conflicts_with_all = ["start", "end"])]
+        date: Option<NaiveDate>,
+        /// First date of an explicit range (inclusive).
+        #[arg(long, requires = "end")]
+        start: Option<NaiveDate>,
+        /// Last date of an explicit range (inclusive).
+        #[arg(long, requires = "start")]
+        end: Option<NaiveDate>,
+    },
+    /// The same pipeline offline, on bundled recorded responses.
+    Demo,
+    /// (Re)load the warehouse from the curated lake.
+    Load {
+        /// Comma-separated tickers (default: every ticker in the lake).
+        #[arg(long)]
+        tickers: Option<String>,
+    },
+    /// Warehouse administration.
+    Warehouse {
+        #[command(subcommand)]
+        action: WarehouseAction,
+    },
+    /// Time a 10-year backfill into Postgres and the indicators over 1M bars.
+    Bench {
+        #[arg(long, default_value_t = 10)]
+        years: u32,
+        #[arg(long, default_value_t = 1_000_000)]
+        bars: usize,
+        /// Postgres to load into (default: MDP_BENCH_POSTGRES_URL, else the local test database).
+        #[arg(long)]
+        postgres_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WarehouseAction {
+    /// Create or upgrade the warehouse schema.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mdp: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match execute(cli.command, config).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mdp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ticker_list(raw: Option<String>) -> Result<Option<Vec<String>>, StageError> {
+    Ok(raw.map(|s| {
+        s.split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }))
+}
+
+async fn execute(command: Command, config: Config) -> Result<ExitCode, StageError> {
+    match command {
+        Command::Run {
+            tickers,
+            date,
+            start,
+            end,
+        } => {
+            let event = ScheduleEvent {
+                tickers: ticker_list(tickers)?,
+                date,
+                start,
+                end,
+            };
+            let pipeline = Pipeline::from_config(config).await?;
+            let summary = pipeline.run(&event, today_in_new_york()).await?;
+            pipeline.warehouse.close().await;
+            print!("{}", summary.render());
+            Ok(if summary.all_succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Demo => {
+            let (summary, config) = run_demo(config).await?;
+            print!("{}", summary.render());
+            println!("lake:      {}", config.lake_uri);
+            println!(
+                "warehouse: {} (table {})",
+                redact_url(&config.warehouse_url),
+                config.warehouse_table
+            );
+            Ok(if summary.all_succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Load { tickers } => {
+            let tickers = match tickers {
+                Some(raw) => Some(
+                    parse_ticker_list(&raw)
+                        .map_err(|e| StageError::permanent(format!("--tickers {raw:?}: {e}")))?,
+                ),
+                None => None,
+            };
+            let pipeline = Pipeline::from_config(config).await?;
+            let results = pipeline.reload(tickers).await?;
+            pipeline.warehouse.close().await;
+            let mut failed = false;
+            for (ticker, result) in &results {
+                match result {
+                    Ok(r) => println!(
+                        "{ticker:<12} loaded {:>7} rows (inserted {}, updated {}, deleted {})",
+                        r.rows_in, r.inserted, r.updated, r.deleted
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        println!("{ticker:<12} FAILED: {e}");
+                    }
+                }
+            }
+            if results.is_empty() {
+                println!(
+                    "the lake {} holds no curated partitions",
+                    open_lake(&pipeline.config)?.uri()
+                );
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Warehouse {
+            action: WarehouseAction::Migrate,
+        } => {
+            let warehouse = Warehouse::connect(&config).await?;
+            warehouse.migrate().await?;
+            println!("{} is up to date", warehouse.describe());
+            warehouse.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            years,
+            bars,
+            postgres_url,
+        } => {
+            let postgres_url = postgres_url
+                .or_else(|| std::env::var("MDP_BENCH_POSTGRES_URL").ok())
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+            let report = run_bench(&BenchOptions {
+                years,
+                indicator_bars: bars,
+                postgres_url,
+            })
+            .await?;
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -28,7 +28,8 @@ pub fn merge_history(
     meta: &InstrumentMeta,
     now: DateTime<Utc>,
 ) -> Vec<CuratedRow> {
-    let stored: BTreeMap<NaiveDate, CuratedRow> = stored.into_iter().map(|r| (r.date(), r)).collect();
+    let stored: BTreeMap<NaiveDate, CuratedRow> =
+        stored.into_iter().map(|r| (r.date(), r)).collect();
     let mut merged: BTreeMap<NaiveDate, CuratedRow> = stored.clone();
     for bar in incoming {
         merged.insert(

@@ -29,7 +29,13 @@ pub fn compute_indicators(closes: &[f64]) -> Vec<Indicators> {
     let macd: Vec<f64> = ema12.iter().zip(&ema26).map(|(a, b)| a - b).collect();
     let signal = ema(&macd, 9);
     let returns: Vec<Option<f64>> = (0..n)
-        .map(|i| if i == 0 { None } else { finite(closes[i] / closes[i - 1] - 1.0) })
+        .map(|i| {
+            if i == 0 {
+                None
+            } else {
+                finite(closes[i] / closes[i - 1] - 1.0)
+            }
+        })
         .collect();
 
     for i in 0..n {
@@ -121,7 +127,10 @@ fn volatility(returns: &[Option<f64>]) -> Option<f64> {
         return None;
     }
     let mut window = [0.0f64; VOLATILITY_WINDOW];
-    for (slot, r) in window.iter_mut().zip(&returns[returns.len() - VOLATILITY_WINDOW..]) {
+    for (slot, r) in window
+        .iter_mut()
+        .zip(&returns[returns.len() - VOLATILITY_WINDOW..])
+    {
         *slot = (*r)?;
     }
     window_sample_std(&window, VOLATILITY_WINDOW).and_then(|sd| finite(100.0 * sd))
@@ -145,7 +154,10 @@ mod tests {
         assert_eq!(ind[0].ema_12, Some(10.0));
         assert!((ind[1].ema_12.unwrap() - (10.0 + 2.0 / 13.0)).abs() < 1e-12);
         // macd starts at 0, signal seeded with it.
-        assert_eq!((ind[0].macd, ind[0].macd_signal, ind[0].macd_histogram), (Some(0.0), Some(0.0), Some(0.0)));
+        assert_eq!(
+            (ind[0].macd, ind[0].macd_signal, ind[0].macd_histogram),
+            (Some(0.0), Some(0.0), Some(0.0))
+        );
         // ema26_1 = 10 + 2/27; macd_1 = 2/13 - 2/27; signal_1 = 0.2 * macd_1
         let macd1 = 2.0 / 13.0 - 2.0 / 27.0;
         assert!((ind[1].macd.unwrap() - macd1).abs() < 1e-12);
@@ -156,7 +168,10 @@ mod tests {
         assert!((ind[1].daily_return.unwrap() - 0.1).abs() < 1e-15);
         assert!((ind[1].daily_return_pct.unwrap() - 10.0).abs() < 1e-12);
         // Too short for the 14/20 windows.
-        assert!(ind.iter().all(|r| r.sma_14.is_none() && r.rsi.is_none() && r.bb_upper.is_none() && r.volatility_20d.is_none()));
+        assert!(ind.iter().all(|r| r.sma_14.is_none()
+            && r.rsi.is_none()
+            && r.bb_upper.is_none()
+            && r.volatility_20d.is_none()));
     }
 
     #[test]
@@ -185,7 +200,10 @@ mod tests {
     fn flat_series_has_zero_spread_exactly() {
         let ind = compute_indicators(&[42.5; 25]);
         assert_eq!(ind[18].bb_upper, None);
-        assert_eq!((ind[19].bb_upper, ind[19].bb_middle, ind[19].bb_lower), (Some(42.5), Some(42.5), Some(42.5)));
+        assert_eq!(
+            (ind[19].bb_upper, ind[19].bb_middle, ind[19].bb_lower),
+            (Some(42.5), Some(42.5), Some(42.5))
+        );
         assert_eq!(ind[19].volatility_20d, None, "20 returns need 21 bars");
         assert_eq!(ind[20].volatility_20d, Some(0.0));
     }
@@ -199,7 +217,12 @@ mod tests {
         assert_eq!(ind[11].daily_return, None, "division by a zero close");
         // The volatility window containing the missing return is null too.
         assert_eq!(ind[25].volatility_20d, None);
-        assert!(ind.iter().flat_map(|r| r.values()).flatten().all(f64::is_finite));
+        assert!(
+            ind.iter()
+                .flat_map(|r| r.values())
+                .flatten()
+                .all(f64::is_finite)
+        );
     }
 
     #[test]

@@ -29,12 +29,21 @@ fn timestamp_type() -> DataType {
 /// The curated frame: one column per contract column, in contract order.
 pub fn rows_to_frame(rows: &[CuratedRow]) -> PolarsResult<DataFrame> {
     let f64_col = |name: &str, get: &dyn Fn(&CuratedRow) -> Option<f64>| {
-        Column::new(name.into(), rows.iter().map(get).collect::<Vec<Option<f64>>>())
+        Column::new(
+            name.into(),
+            rows.iter().map(get).collect::<Vec<Option<f64>>>(),
+        )
     };
     let str_col = |name: &str, get: &dyn Fn(&CuratedRow) -> Option<&str>| {
-        Column::new(name.into(), rows.iter().map(get).collect::<Vec<Option<&str>>>())
+        Column::new(
+            name.into(),
+            rows.iter().map(get).collect::<Vec<Option<&str>>>(),
+        )
     };
-    let days: Vec<i32> = rows.iter().map(|r| (r.bar.date - UNIX_EPOCH_DAY).num_days() as i32).collect();
+    let days: Vec<i32> = rows
+        .iter()
+        .map(|r| (r.bar.date - UNIX_EPOCH_DAY).num_days() as i32)
+        .collect();
     let micros = |get: &dyn Fn(&CuratedRow) -> DateTime<Utc>| -> PolarsResult<Column> {
         let values: Vec<i64> = rows.iter().map(|r| get(r).timestamp_micros()).collect();
         Column::new("ts".into(), values).cast(&timestamp_type())
@@ -48,7 +57,12 @@ pub fn rows_to_frame(rows: &[CuratedRow]) -> PolarsResult<DataFrame> {
         f64_col("low", &|r| r.bar.low),
         f64_col("close", &|r| Some(r.bar.close)),
         f64_col("adj_close", &|r| r.bar.adj_close),
-        Column::new("volume".into(), rows.iter().map(|r| r.bar.volume).collect::<Vec<Option<i64>>>()),
+        Column::new(
+            "volume".into(),
+            rows.iter()
+                .map(|r| r.bar.volume)
+                .collect::<Vec<Option<i64>>>(),
+        ),
     ];
     for (k, name) in INDICATOR_COLUMNS.iter().enumerate() {
         columns.push(f64_col(name, &|r| r.indicators.values()[k]));
@@ -70,7 +84,10 @@ pub fn rows_to_frame(rows: &[CuratedRow]) -> PolarsResult<DataFrame> {
 }
 
 /// Encodes rows as one Parquet file.
-pub fn encode_parquet(rows: &[CuratedRow], compression: ParquetCompression) -> Result<Vec<u8>, ParquetError> {
+pub fn encode_parquet(
+    rows: &[CuratedRow],
+    compression: ParquetCompression,
+) -> Result<Vec<u8>, ParquetError> {
     let mut frame = rows_to_frame(rows).map_err(ParquetError::Encode)?;
     let codec = match compression {
         ParquetCompression::Snappy => polars::prelude::ParquetCompression::Snappy,
@@ -89,7 +106,9 @@ pub fn encode_parquet(rows: &[CuratedRow], compression: ParquetCompression) -> R
 /// Decodes a curated Parquet file written by [`encode_parquet`] (or any file
 /// with the contract columns and types).
 pub fn decode_parquet(bytes: &[u8]) -> Result<Vec<CuratedRow>, ParquetError> {
-    let frame = ParquetReader::new(Cursor::new(bytes)).finish().map_err(ParquetError::Decode)?;
+    let frame = ParquetReader::new(Cursor::new(bytes))
+        .finish()
+        .map_err(ParquetError::Decode)?;
     frame_to_rows(&frame)
 }
 
@@ -101,25 +120,52 @@ pub fn frame_to_rows(frame: &DataFrame) -> Result<Vec<CuratedRow>, ParquetError>
     };
     let strs = |name: &str| -> Result<Vec<Option<String>>, ParquetError> {
         let c = col(name)?.cast(&DataType::String).map_err(shape)?;
-        Ok(c.str().map_err(shape)?.iter().map(|s| s.map(str::to_string)).collect())
+        Ok(c.str()
+            .map_err(shape)?
+            .iter()
+            .map(|s| s.map(str::to_string))
+            .collect())
     };
     let micros = |name: &str| -> Result<Vec<Option<i64>>, ParquetError> {
         let c = col(name)?.cast(&timestamp_type()).map_err(shape)?;
         Ok(c.datetime().map_err(shape)?.physical().iter().collect())
     };
-    let dates: Vec<Option<i32>> = col("date")?.date().map_err(shape)?.physical().iter().collect();
+    let dates: Vec<Option<i32>> = col("date")?
+        .date()
+        .map_err(shape)?
+        .physical()
+        .iter()
+        .collect();
     let volume: Vec<Option<i64>> = col("volume")?.i64().map_err(shape)?.iter().collect();
     let tickers = strs("ticker")?;
-    let (open, high, low, close, adj) = (f64s("open")?, f64s("high")?, f64s("low")?, f64s("close")?, f64s("adj_close")?);
-    let indicators: Vec<Vec<Option<f64>>> = INDICATOR_COLUMNS.iter().map(|c| f64s(c)).collect::<Result<_, _>>()?;
-    let (currency, exchange, itype) = (strs("currency")?, strs("exchange")?, strs("instrument_type")?);
-    let (rmp, high52, low52) = (f64s("regular_market_price")?, f64s("fifty_two_week_high")?, f64s("fifty_two_week_low")?);
+    let (open, high, low, close, adj) = (
+        f64s("open")?,
+        f64s("high")?,
+        f64s("low")?,
+        f64s("close")?,
+        f64s("adj_close")?,
+    );
+    let indicators: Vec<Vec<Option<f64>>> = INDICATOR_COLUMNS
+        .iter()
+        .map(|c| f64s(c))
+        .collect::<Result<_, _>>()?;
+    let (currency, exchange, itype) = (
+        strs("currency")?,
+        strs("exchange")?,
+        strs("instrument_type")?,
+    );
+    let (rmp, high52, low52) = (
+        f64s("regular_market_price")?,
+        f64s("fifty_two_week_high")?,
+        f64s("fifty_two_week_low")?,
+    );
     let (long_name, short_name) = (strs("long_name")?, strs("short_name")?);
     let (created, updated) = (micros("created_at")?, micros("updated_at")?);
 
     let missing = |what: &str, i: usize| ParquetError::Shape(format!("row {i} has no {what}"));
     let to_time = |us: Option<i64>, what: &str, i: usize| {
-        us.and_then(DateTime::<Utc>::from_timestamp_micros).ok_or_else(|| missing(what, i))
+        us.and_then(DateTime::<Utc>::from_timestamp_micros)
+            .ok_or_else(|| missing(what, i))
     };
     (0..frame.height())
         .map(|i| {
@@ -131,7 +177,9 @@ pub fn frame_to_rows(frame: &DataFrame) -> Result<Vec<CuratedRow>, ParquetError>
                 ticker: tickers[i].clone().ok_or_else(|| missing("ticker", i))?,
                 bar: DailyBar {
                     date: dates[i]
-                        .and_then(|d| UNIX_EPOCH_DAY.checked_add_signed(chrono::Duration::days(d.into())))
+                        .and_then(|d| {
+                            UNIX_EPOCH_DAY.checked_add_signed(chrono::Duration::days(d.into()))
+                        })
                         .ok_or_else(|| missing("date", i))?,
                     open: open[i],
                     high: high[i],

@@ -35,12 +35,15 @@ pub async fn read_history(lake: &Lake, ticker: &Ticker) -> Result<Vec<CuratedRow
 }
 
 /// Reads one curated partition, checking it belongs to `ticker`.
-pub async fn read_partition(lake: &Lake, ticker: &Ticker, key: &str) -> Result<Vec<CuratedRow>, StageError> {
-    let bytes = lake
-        .store()
-        .get(key)
-        .await?
-        .ok_or_else(|| StageError::permanent(format!("curated partition {key} does not exist")))?;
+pub async fn read_partition(
+    lake: &Lake,
+    ticker: &Ticker,
+    key: &str,
+) -> Result<Vec<CuratedRow>, StageError> {
+    let bytes =
+        lake.store().get(key).await?.ok_or_else(|| {
+            StageError::permanent(format!("curated partition {key} does not exist"))
+        })?;
     let rows = decode_parquet(&bytes).map_err(|e| StageError::permanent(format!("{key}: {e}")))?;
     if let Some(other) = rows.iter().find(|r| r.ticker != ticker.as_str()) {
         return Err(StageError::permanent(format!(
@@ -65,16 +68,21 @@ pub async fn transform_stage(
             request.raw_key
         )));
     }
-    let raw = lake
-        .store()
-        .get(&request.raw_key)
-        .await?
-        .ok_or_else(|| StageError::permanent(format!("raw response {} does not exist", request.raw_key)))?;
-    let series = parse_chart(&raw).map_err(|e| StageError::permanent(format!("raw response {}: {e}", request.raw_key)))?;
+    let raw = lake.store().get(&request.raw_key).await?.ok_or_else(|| {
+        StageError::permanent(format!("raw response {} does not exist", request.raw_key))
+    })?;
+    let series = parse_chart(&raw)
+        .map_err(|e| StageError::permanent(format!("raw response {}: {e}", request.raw_key)))?;
     let incoming = series.bars_in_range(request.start, request.end);
 
     let stored = read_history(lake, ticker).await?;
-    let rows = merge_history(ticker.as_str(), stored.clone(), &incoming, &series.meta, now);
+    let rows = merge_history(
+        ticker.as_str(),
+        stored.clone(),
+        &incoming,
+        &series.meta,
+        now,
+    );
     let stored_by_year = group_by_year(&stored);
     let merged_by_year = group_by_year(&rows);
 
@@ -85,15 +93,22 @@ pub async fn transform_stage(
     for (year, year_rows) in &merged_by_year {
         let unchanged = stored_by_year.get(year).is_some_and(|old| {
             old.len() == year_rows.len()
-                && old.iter().zip(year_rows).all(|(a, b)| a.same_values(b) && a.updated_at == b.updated_at)
+                && old
+                    .iter()
+                    .zip(year_rows)
+                    .all(|(a, b)| a.same_values(b) && a.updated_at == b.updated_at)
         });
         if unchanged {
             continue;
         }
         let key = Lake::curated_key(ticker, *year);
         let owned: Vec<CuratedRow> = year_rows.iter().map(|r| (*r).clone()).collect();
-        let bytes = encode_parquet(&owned, compression).map_err(|e| StageError::permanent(format!("{key}: {e}")))?;
-        lake.store().put(&key, bytes).await.map_err(|e| StageError::from(e).context(format!("writing {key}")))?;
+        let bytes = encode_parquet(&owned, compression)
+            .map_err(|e| StageError::permanent(format!("{key}: {e}")))?;
+        lake.store()
+            .put(&key, bytes)
+            .await
+            .map_err(|e| StageError::from(e).context(format!("writing {key}")))?;
         rows_written += owned.len() as u64;
         written.push(key);
         to_load.insert(*year);
@@ -112,12 +127,18 @@ pub async fn transform_stage(
     }
 
     let next = (!incoming.is_empty()).then(|| {
-        let load_rows: Vec<&CuratedRow> = to_load.iter().flat_map(|y| merged_by_year[y].iter().copied()).collect();
+        let load_rows: Vec<&CuratedRow> = to_load
+            .iter()
+            .flat_map(|y| merged_by_year[y].iter().copied())
+            .collect();
         LoadRequest {
             v: MESSAGE_VERSION,
             run_id: request.run_id.clone(),
             ticker: ticker.clone(),
-            partition_keys: to_load.iter().map(|y| Lake::curated_key(ticker, *y)).collect(),
+            partition_keys: to_load
+                .iter()
+                .map(|y| Lake::curated_key(ticker, *y))
+                .collect(),
             rows: load_rows.len() as u64,
             min_date: load_rows.first().map(|r| r.date()),
             max_date: load_rows.last().map(|r| r.date()),

@@ -24,13 +24,21 @@ fn read_expected(name: &str) -> Expected {
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(header[..2], ["date", "close"]);
     assert_eq!(header[2..], INDICATOR_COLUMNS);
-    let mut e = Expected { dates: vec![], closes: vec![], columns: vec![vec![]; INDICATOR_COLUMNS.len()] };
+    let mut e = Expected {
+        dates: vec![],
+        closes: vec![],
+        columns: vec![vec![]; INDICATOR_COLUMNS.len()],
+    };
     for line in lines {
         let cells: Vec<&str> = line.split(',').collect();
         e.dates.push(cells[0].to_string());
         e.closes.push(cells[1].parse().unwrap());
         for (k, cell) in cells[2..].iter().enumerate() {
-            e.columns[k].push(if cell.is_empty() { None } else { Some(cell.parse().unwrap()) });
+            e.columns[k].push(if cell.is_empty() {
+                None
+            } else {
+                Some(cell.parse().unwrap())
+            });
         }
     }
     e
@@ -47,10 +55,15 @@ fn assert_matches(expected: &Expected, closes: &[f64]) {
                 (None, None) => {}
                 (Some(a), Some(b)) => {
                     let tol = 1e-9 * b.abs().max(closes[i].abs());
-                    assert!((a - b).abs() <= tol, "{name} on {date}: got {a}, expected {b}");
+                    assert!(
+                        (a - b).abs() <= tol,
+                        "{name} on {date}: got {a}, expected {b}"
+                    );
                     assert!(a.is_finite());
                 }
-                (a, b) => panic!("{name} on {date}: got {a:?}, expected {b:?} (null pattern differs)"),
+                (a, b) => {
+                    panic!("{name} on {date}: got {a:?}, expected {b:?} (null pattern differs)")
+                }
             }
         }
     }
@@ -59,7 +72,10 @@ fn assert_matches(expected: &Expected, closes: &[f64]) {
 fn closes_from_chart(file: &str) -> (Vec<String>, Vec<f64>) {
     let body = std::fs::read(format!("{}/yahoo/{file}", fixtures())).unwrap();
     let series = parse_chart(&body).unwrap();
-    (series.bars.iter().map(|b| b.date.to_string()).collect(), series.bars.iter().map(|b| b.close).collect())
+    (
+        series.bars.iter().map(|b| b.date.to_string()).collect(),
+        series.bars.iter().map(|b| b.close).collect(),
+    )
 }
 
 #[test]
@@ -75,7 +91,10 @@ fn msft_year_matches_the_exact_reference() {
 fn btc_with_dropped_null_bars_matches_the_exact_reference() {
     let expected = read_expected("btc_expected.csv");
     let (dates, closes) = closes_from_chart("btc-usd_1d_range_2020_nulls.json");
-    assert_eq!(dates, expected.dates, "null-close bars are dropped before computing");
+    assert_eq!(
+        dates, expected.dates,
+        "null-close bars are dropped before computing"
+    );
     assert_matches(&expected, &closes);
 }
 
@@ -85,9 +104,18 @@ fn edge_series_matches_the_exact_reference() {
     assert_matches(&expected, &expected.closes.clone());
     let got = compute_indicators(&expected.closes);
     // The cases the series was built for, stated outright.
-    assert!((14..30).all(|i| got[i].rsi == Some(50.0)), "flat part: G = L = 0 gives 50");
-    assert!((30..50).all(|i| got[i].rsi == Some(100.0)), "rising part: L = 0 < G gives 100");
-    assert!((19..30).all(|i| got[i].bb_upper == got[i].bb_lower), "flat part: zero spread");
+    assert!(
+        (14..30).all(|i| got[i].rsi == Some(50.0)),
+        "flat part: G = L = 0 gives 50"
+    );
+    assert!(
+        (30..50).all(|i| got[i].rsi == Some(100.0)),
+        "rising part: L = 0 < G gives 100"
+    );
+    assert!(
+        (19..30).all(|i| got[i].bb_upper == got[i].bb_lower),
+        "flat part: zero spread"
+    );
 }
 
 #[test]
@@ -98,6 +126,11 @@ fn warm_up_null_pattern_of_every_column() {
     let expected_first = [6, 13, 19, 0, 0, 0, 0, 14, 19, 19, 19, 20, 1, 1];
     for (k, name) in INDICATOR_COLUMNS.iter().enumerate() {
         assert_eq!(first_value(k), Some(expected_first[k]), "{name}");
-        assert!(got[expected_first[k]..].iter().all(|r| r.values()[k].is_some()), "{name} stays set");
+        assert!(
+            got[expected_first[k]..]
+                .iter()
+                .all(|r| r.values()[k].is_some()),
+            "{name} stays set"
+        );
     }
 }

@@ -1,0 +1,51 @@
+# The verbs of the project. `make demo` and `make test` are all a new user needs.
+
+CARGO ?= cargo
+PYTHON ?= python3
+# Where the Postgres tests and the benchmark load (a scratch schema per test).
+MDP_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+export MDP_TEST_POSTGRES_URL
+
+.PHONY: demo run load migrate test python-deps lint fmt build bench clean
+
+## demo: the whole pipeline offline on bundled recorded responses, into ./data
+demo:
+	$(CARGO) run --quiet -p mdp -- demo
+
+## run: a live run, e.g. make run ARGS="--tickers AAPL,MSFT --start 2025-01-02 --end 2025-06-30"
+run:
+	$(CARGO) run --quiet -p mdp -- run $(ARGS)
+
+## load: reload the warehouse from the curated lake (ARGS="--tickers AAPL")
+load:
+	$(CARGO) run --quiet -p mdp -- load $(ARGS)
+
+## migrate: create or upgrade the warehouse schema
+migrate:
+	$(CARGO) run --quiet -p mdp -- warehouse migrate
+
+## test: every test of the workspace (needs the local Postgres; installs pyarrow/duckdb if missing)
+test: python-deps
+	$(CARGO) test --workspace
+
+python-deps:
+	@$(PYTHON) -c "import pyarrow, duckdb" 2>/dev/null || $(PYTHON) -m pip install --quiet -r tests/requirements.txt
+
+## lint: formatting and clippy with warnings as errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## build: the optimised mdp binary (target/release/mdp)
+build:
+	$(CARGO) build --release -p mdp
+
+## bench: 10-year backfill into Postgres per stage, and indicators over 1M bars
+bench:
+	$(CARGO) run --quiet --profile bench -p mdp -- bench --postgres-url $(MDP_TEST_POSTGRES_URL)
+
+clean:
+	rm -rf data

@@ -1,0 +1,286 @@
+//! Postgres: binary COPY into a temporary staging table, then one set-based
+//! statement per strategy, all in one transaction.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mdp_core::CuratedRow;
+use mdp_core::config::LoadStrategy;
+use mdp_core::row::COLUMNS;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgPool, Row};
+
+use crate::columns::{self, KINDS, Kind, Owned, column_list, quote_ident};
+use crate::{Failure, Job, LoadReport, ddl, pgcopy};
+
+/// How long the first connection may take before the warehouse counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a load waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_CONNECTIONS: u32 = 4;
+
+/// The staging table of a load: temporary, dropped at commit or rollback.
+const STAGE: &str = "pg_temp.\"mdp_stage_market_data\"";
+
+pub(crate) async fn connect(url: &str) -> Result<PgPool, Failure> {
+    let options = PgConnectOptions::from_str(url)?.application_name("mdp-warehouse");
+    // One direct connection first: the pool would retry a refused connection
+    // until its timeout and then report only "pool timed out".
+    let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection timed out",
+            ))
+        })??;
+    probe.close().await?;
+    Ok(PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options))
+}
+
+fn target(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+fn pg_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Ticker => "VARCHAR(16)",
+        Kind::Date => "DATE",
+        Kind::Float => "DOUBLE PRECISION",
+        Kind::Int => "BIGINT",
+        Kind::Text => "TEXT",
+        Kind::Timestamp => "TIMESTAMPTZ",
+    }
+}
+
+pub(crate) async fn migrate(pool: &PgPool, schema: &str, table: &str) -> Result<(), Failure> {
+    let names = ddl::names(table);
+    let qualified = |name: &str| format!("{}.{}", quote_ident(schema), quote_ident(name));
+    // When everything exists there is nothing to do: no DDL, so a loader role
+    // without CREATE privileges can still run migrate.
+    let complete: bool = sqlx::query_scalar(
+        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL \
+         AND to_regclass($3) IS NOT NULL AND to_regclass($4) IS NOT NULL",
+    )
+    .bind(qualified(table))
+    .bind(qualified(&names.indexes[0]))
+    .bind(qualified(&names.indexes[1]))
+    .bind(qualified(&names.indexes[2]))
+    .fetch_one(pool)
+    .await?;
+    if complete {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    // Concurrent migrations of one table wait for each other instead of
+    // racing on the catalog.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("mdp-warehouse migrate {schema}.{table}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(AssertSqlSafe(ddl::postgres(schema, table)))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn load(
+    pool: &PgPool,
+    schema: &str,
+    table: &str,
+    job: &Job<'_>,
+) -> Result<LoadReport, Failure> {
+    let mut tx = pool.begin().await?;
+    match load_in(&mut tx, &target(schema, table), job).await {
+        Ok(report) => {
+            tx.commit().await?;
+            Ok(report)
+        }
+        Err(e) => {
+            // Dropping the transaction would roll back too; doing it here
+            // returns a clean connection to the pool before the error leaves.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn load_in(
+    conn: &mut PgConnection,
+    target: &str,
+    job: &Job<'_>,
+) -> Result<LoadReport, Failure> {
+    // Timestamps cross in binary (UTC instants); the zone only matters for a
+    // legacy `timestamp without time zone` table: make that UTC too.
+    sqlx::query("SET LOCAL TIME ZONE 'UTC'")
+        .execute(&mut *conn)
+        .await?;
+
+    let definitions: Vec<String> = COLUMNS
+        .iter()
+        .zip(KINDS)
+        .map(|(c, k)| format!("{} {}", quote_ident(c), pg_type(k)))
+        .collect();
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TEMP TABLE {STAGE} ({}) ON COMMIT DROP",
+        definitions.join(", ")
+    )))
+    .execute(&mut *conn)
+    .await?;
+    copy_rows(conn, job).await?;
+
+    let cols = column_list(&COLUMNS, "");
+    let insert = format!("INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {STAGE}");
+    let mut report = LoadReport {
+        rows_in: job.rows.len(),
+        ..LoadReport::default()
+    };
+    match job.strategy {
+        LoadStrategy::Upsert => {
+            let sets: Vec<String> = columns::updated_columns()
+                .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+                .collect();
+            let compared = columns::compared_columns();
+            let sql = format!(
+                "WITH written AS ({insert} ON CONFLICT (\"ticker\", \"date\") DO UPDATE SET {} \
+                 WHERE ({}) IS DISTINCT FROM ({}) RETURNING (xmax = 0) AS inserted) \
+                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written",
+                sets.join(", "),
+                column_list(compared, "t."),
+                column_list(compared, "EXCLUDED."),
+            );
+            let (inserted, updated): (i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
+                .fetch_one(&mut *conn)
+                .await?;
+            report.inserted = inserted as u64;
+            report.updated = updated as u64;
+        }
+        LoadStrategy::Append => {
+            let sql = format!("{insert} ON CONFLICT (\"ticker\", \"date\") DO NOTHING");
+            report.inserted = sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+        LoadStrategy::TruncateInsert => {
+            report.deleted = sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {target} WHERE \"ticker\" = $1"
+            )))
+            .bind(job.ticker)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            report.inserted = sqlx::query(AssertSqlSafe(insert))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+    }
+    Ok(report)
+}
+
+/// Streams the rows into the staging table, `batch_size` rows per COPY message.
+async fn copy_rows(conn: &mut PgConnection, job: &Job<'_>) -> Result<(), Failure> {
+    let statement = format!(
+        "COPY {STAGE} ({}) FROM STDIN (FORMAT binary)",
+        column_list(&COLUMNS, "")
+    );
+    let mut copy = conn.copy_in_raw(&statement).await?;
+    let mut buf = Vec::new();
+    pgcopy::header(&mut buf);
+    for chunk in job.rows.chunks(job.batch_size) {
+        for row in chunk {
+            pgcopy::row(&mut buf, row);
+        }
+        copy.send(std::mem::take(&mut buf)).await?;
+    }
+    pgcopy::trailer(&mut buf);
+    copy.send(buf).await?;
+    let copied = copy.finish().await?;
+    if copied != job.rows.len() as u64 {
+        return Err(Failure::Data(format!(
+            "COPY took {copied} of {} rows",
+            job.rows.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn read_rows(
+    pool: &PgPool,
+    schema: &str,
+    table: &str,
+    ticker: Option<&str>,
+) -> Result<Vec<CuratedRow>, Failure> {
+    // Read as types every client decodes (also from a legacy table with
+    // NUMERIC prices): days since 2000-01-01, float8, int8, text, and
+    // timestamps as RFC 3339 UTC text with microseconds.
+    let select: Vec<String> = COLUMNS
+        .iter()
+        .zip(KINDS)
+        .map(|(c, k)| {
+            let c = quote_ident(c);
+            match k {
+                Kind::Ticker | Kind::Text => format!("{c}::text"),
+                Kind::Date => format!("({c} - DATE '2000-01-01')::int4"),
+                Kind::Float => format!("{c}::float8"),
+                Kind::Int => format!("{c}::int8"),
+                Kind::Timestamp => format!("to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
+            }
+        })
+        .collect();
+    let filter = if ticker.is_some() {
+        "WHERE \"ticker\" = $1"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {} FROM {} {filter} ORDER BY \"ticker\" COLLATE \"C\", \"date\"",
+        select.join(", "),
+        target(schema, table)
+    );
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL TIME ZONE 'UTC'")
+        .execute(&mut *tx)
+        .await?;
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some(ticker) = ticker {
+        query = query.bind(ticker);
+    }
+    let rows = query.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+
+    rows.iter()
+        .map(|row| {
+            let mut values = Vec::with_capacity(COLUMNS.len());
+            for (i, kind) in KINDS.into_iter().enumerate() {
+                values.push(match kind {
+                    Kind::Ticker | Kind::Text => Owned::Text(row.try_get(i)?),
+                    Kind::Float => Owned::Float(row.try_get(i)?),
+                    Kind::Int => Owned::Int(row.try_get(i)?),
+                    Kind::Date => {
+                        let days: i32 = row.try_get(i)?;
+                        Owned::Date(pgcopy::date_from_pg(days).ok_or_else(|| {
+                            Failure::Data(format!("date out of range: {days} days"))
+                        })?)
+                    }
+                    Kind::Timestamp => {
+                        Owned::Timestamp(parse_timestamp(&row.try_get::<String, _>(i)?)?)
+                    }
+                });
+            }
+            columns::row_from_values(values).map_err(Failure::Data)
+        })
+        .collect()
+}
+
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Failure> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Failure::Data(format!("timestamp {text:?}: {e}")))
+}

@@ -1,0 +1,365 @@
+//! The whole pipeline in one process against a local chart server replaying
+//! real recorded responses, with the filesystem lake and both SQLite and the
+//! machine's Postgres. Expectations come from the recordings and the
+//! independent indicator oracle, not from the code under test.
+
+use mdp::{TickerOutcome, TickerSummary};
+use mdp_chart::replay::Reply;
+use mdp_core::messages::ScheduleEvent;
+use mdp_tests::*;
+use mdp_transform::read_history;
+
+fn range_event(tickers: &[&str], start: &str, end: &str) -> ScheduleEvent {
+    ScheduleEvent {
+        tickers: Some(tickers.iter().map(|t| t.to_string()).collect()),
+        date: None,
+        start: Some(d(start)),
+        end: Some(d(end)),
+    }
+}
+
+fn by_ticker<'a>(summary: &'a mdp::RunSummary, t: &str) -> &'a TickerSummary {
+    summary.tickers.iter().find(|s| s.ticker == t).unwrap()
+}
+
+/// A full run of the recorded ranges: exact bars, oracle indicators, and the
+/// warehouse holding exactly the lake's rows.
+async fn full_run_matches_oracle_and_lake(store: Store) {
+    let server = recorded_server().await;
+    let scratch = Scratch::new(&server, store);
+    let pipeline = scratch.pipeline().await;
+    let summary = pipeline
+        .run(
+            &range_event(&["MSFT", "BTC-USD"], "2020-01-01", "2022-01-31"),
+            d("2022-01-31"),
+        )
+        .await
+        .unwrap();
+    assert!(summary.all_succeeded(), "{}", summary.render());
+    assert_eq!(
+        server.request_count("MSFT"),
+        1,
+        "one request per ticker per run"
+    );
+    assert_eq!(server.request_count("BTC-USD"), 1);
+    assert_eq!(by_ticker(&summary, "MSFT").rows_fetched, 252);
+    assert_eq!(by_ticker(&summary, "BTC-USD").rows_fetched, 366);
+    assert_eq!(by_ticker(&summary, "MSFT").rows_loaded, 252);
+
+    for (t, oracle_file) in [
+        ("MSFT", "msft_expected.csv"),
+        ("BTC-USD", "btc_expected.csv"),
+    ] {
+        let lake_rows = read_history(&pipeline.lake, &ticker(t)).await.unwrap();
+        assert_rows_match_oracle(&lake_rows, &oracle(oracle_file));
+        let warehouse_rows = pipeline
+            .warehouse
+            .read_rows(Some(&ticker(t)))
+            .await
+            .unwrap();
+        assert_eq!(
+            warehouse_rows, lake_rows,
+            "{t}: warehouse rows equal lake rows, timestamps included"
+        );
+    }
+
+    // The same run again changes no row, in the lake or the warehouse.
+    let lake_before = read_history(&pipeline.lake, &ticker("MSFT")).await.unwrap();
+    let wh_before = pipeline.warehouse.read_rows(None).await.unwrap();
+    let again = pipeline
+        .run(
+            &range_event(&["MSFT", "BTC-USD"], "2020-01-01", "2022-01-31"),
+            d("2022-01-31"),
+        )
+        .await
+        .unwrap();
+    assert!(again.all_succeeded());
+    assert_eq!(by_ticker(&again, "MSFT").rows_written, 0);
+    assert_eq!(
+        by_ticker(&again, "MSFT").rows_loaded,
+        0,
+        "nothing changed, nothing updated"
+    );
+    assert_eq!(
+        read_history(&pipeline.lake, &ticker("MSFT")).await.unwrap(),
+        lake_before
+    );
+    assert_eq!(pipeline.warehouse.read_rows(None).await.unwrap(), wh_before);
+    pipeline.warehouse.close().await;
+    scratch.cleanup().await;
+}
+
+#[tokio::test]
+async fn full_run_into_sqlite_matches_oracle_and_lake() {
+    full_run_matches_oracle_and_lake(Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn full_run_into_postgres_matches_oracle_and_lake() {
+    full_run_matches_oracle_and_lake(Store::Postgres).await;
+}
+
+/// Running to D1 and then to D2 leaves the same lake and warehouse as one run to D2.
+async fn incremental_equals_backfill(store: fn() -> Store) {
+    let server = recorded_server().await;
+    let one = Scratch::new(&server, store());
+    let p1 = one.pipeline().await;
+    p1.run(
+        &range_event(&["NVDA"], "2021-02-01", "2021-12-31"),
+        d("2021-12-31"),
+    )
+    .await
+    .unwrap();
+
+    let two = Scratch::new(&server, store());
+    let p2 = two.pipeline().await;
+    p2.run(
+        &range_event(&["NVDA"], "2021-02-01", "2021-06-15"),
+        d("2021-06-15"),
+    )
+    .await
+    .unwrap();
+    // Then the scheduled way: up to a target date, from the watermark on.
+    let next = ScheduleEvent {
+        tickers: Some(vec!["NVDA".into()]),
+        date: Some(d("2021-12-31")),
+        ..Default::default()
+    };
+    let summary = p2.run(&next, d("2021-12-31")).await.unwrap();
+    let s = by_ticker(&summary, "NVDA");
+    assert_eq!(
+        s.range,
+        Some((d("2021-06-16"), d("2021-12-31"))),
+        "incremental from the watermark"
+    );
+
+    let a = read_history(&p1.lake, &ticker("NVDA")).await.unwrap();
+    let b = read_history(&p2.lake, &ticker("NVDA")).await.unwrap();
+    assert_same_values(&a, &b);
+    let wa = p1.warehouse.read_rows(None).await.unwrap();
+    let wb = p2.warehouse.read_rows(None).await.unwrap();
+    assert_same_values(&wa, &wb);
+    assert_same_values(&wa, &a);
+    assert_eq!(a.first().unwrap().date(), d("2021-02-01"));
+    assert_eq!(a.last().unwrap().date(), d("2021-12-31"));
+
+    // A third run has nothing to fetch.
+    let idle = p2.run(&next, d("2021-12-31")).await.unwrap();
+    assert!(matches!(
+        by_ticker(&idle, "NVDA").outcome,
+        TickerOutcome::UpToDate
+    ));
+    assert_eq!(server.request_count("NVDA"), 3);
+    for (p, s) in [(&p1, &one), (&p2, &two)] {
+        p.warehouse.close().await;
+        s.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn incremental_equals_backfill_sqlite() {
+    incremental_equals_backfill(|| Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn incremental_equals_backfill_postgres() {
+    incremental_equals_backfill(|| Store::Postgres).await;
+}
+
+#[tokio::test]
+async fn exact_range_keeps_only_bars_dated_inside_it() {
+    let server = recorded_server().await;
+    let scratch = Scratch::new(&server, Store::Sqlite);
+    let pipeline = scratch.pipeline().await;
+    // Friday 2021-03-05 to Monday 2021-03-08: both ends inclusive, weekend empty.
+    pipeline
+        .run(
+            &range_event(&["MSFT"], "2021-03-05", "2021-03-08"),
+            d("2021-03-08"),
+        )
+        .await
+        .unwrap();
+    let msft: Vec<_> = read_history(&pipeline.lake, &ticker("MSFT"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.date())
+        .collect();
+    assert_eq!(msft, [d("2021-03-05"), d("2021-03-08")]);
+    // Crypto trades every day, stamped 00:00 UTC: the end date's bar is kept.
+    pipeline
+        .run(
+            &range_event(&["BTC-USD"], "2020-03-05", "2020-03-08"),
+            d("2020-03-08"),
+        )
+        .await
+        .unwrap();
+    let btc: Vec<_> = read_history(&pipeline.lake, &ticker("BTC-USD"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.date())
+        .collect();
+    assert_eq!(
+        btc,
+        [
+            d("2020-03-05"),
+            d("2020-03-06"),
+            d("2020-03-07"),
+            d("2020-03-08")
+        ]
+    );
+    pipeline.warehouse.close().await;
+}
+
+#[tokio::test]
+async fn unknown_symbol_and_rate_limit_affect_only_their_ticker() {
+    let server = recorded_server().await;
+    server.push_reply("NVDA", Reply::too_many_requests("1"));
+    let mut scratch = Scratch::new(&server, Store::Sqlite);
+    scratch.set("MARKET_DATA_RETRY_DELAY", "5");
+    let pipeline = scratch.pipeline().await;
+    let event = range_event(
+        &["MSFT", "SIX", "NVDA", "bad ticker!"],
+        "2021-03-01",
+        "2021-03-31",
+    );
+    let summary = pipeline.run(&event, d("2021-03-31")).await.unwrap();
+    assert!(!summary.all_succeeded());
+    match &by_ticker(&summary, "SIX").outcome {
+        TickerOutcome::Failed(e) => assert!(!e.is_transient() && e.message.contains("404"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(summary.rejected.len(), 1);
+    assert!(matches!(
+        by_ticker(&summary, "MSFT").outcome,
+        TickerOutcome::Succeeded
+    ));
+    let nvda = by_ticker(&summary, "NVDA");
+    assert!(matches!(nvda.outcome, TickerOutcome::Succeeded));
+    assert_eq!(server.request_count("NVDA"), 2, "one retry after the 429");
+    assert!(
+        nvda.fetch_time.as_secs_f64() >= 0.95 && nvda.fetch_time.as_secs_f64() < 2.5,
+        "{:?}",
+        nvda.fetch_time
+    );
+    assert_eq!(nvda.rows_loaded, 23);
+    assert_eq!(pipeline.warehouse.read_rows(None).await.unwrap().len(), 46);
+    assert!(summary.render().contains("FAILED"));
+    pipeline.warehouse.close().await;
+}
+
+#[tokio::test]
+async fn load_strategies_through_the_pipeline() {
+    let server = recorded_server().await;
+    let mut scratch = Scratch::new(&server, Store::Sqlite);
+    let pipeline = scratch.pipeline().await;
+    pipeline
+        .run(
+            &range_event(&["MSFT", "NVDA"], "2021-02-01", "2021-12-31"),
+            d("2021-12-31"),
+        )
+        .await
+        .unwrap();
+    let nvda_rows = pipeline
+        .warehouse
+        .read_rows(Some(&ticker("NVDA")))
+        .await
+        .unwrap();
+    pipeline.warehouse.close().await;
+
+    // truncate_insert of MSFT over a short range still loads MSFT's whole history
+    // and leaves NVDA alone.
+    scratch.set("WAREHOUSE_LOAD_STRATEGY", "truncate_insert");
+    let truncating = scratch.pipeline().await;
+    let s = truncating
+        .run(
+            &range_event(&["MSFT"], "2021-12-01", "2021-12-31"),
+            d("2021-12-31"),
+        )
+        .await
+        .unwrap();
+    assert!(s.all_succeeded(), "{}", s.render());
+    let msft_lake = read_history(&truncating.lake, &ticker("MSFT"))
+        .await
+        .unwrap();
+    assert_eq!(
+        truncating
+            .warehouse
+            .read_rows(Some(&ticker("MSFT")))
+            .await
+            .unwrap(),
+        msft_lake
+    );
+    assert_eq!(
+        truncating
+            .warehouse
+            .read_rows(Some(&ticker("NVDA")))
+            .await
+            .unwrap(),
+        nvda_rows
+    );
+    truncating.warehouse.close().await;
+
+    // append adds January without touching or duplicating what is there.
+    scratch.set("WAREHOUSE_LOAD_STRATEGY", "append");
+    let appending = scratch.pipeline().await;
+    appending
+        .run(
+            &range_event(&["MSFT"], "2021-12-01", "2022-01-28"),
+            d("2022-01-28"),
+        )
+        .await
+        .unwrap();
+    let msft_lake = read_history(&appending.lake, &ticker("MSFT"))
+        .await
+        .unwrap();
+    assert_eq!(msft_lake.len(), 252);
+    assert_eq!(
+        appending
+            .warehouse
+            .read_rows(Some(&ticker("MSFT")))
+            .await
+            .unwrap(),
+        msft_lake
+    );
+    appending.warehouse.close().await;
+}
+
+#[tokio::test]
+async fn reload_rebuilds_an_empty_warehouse_from_the_lake() {
+    let server = recorded_server().await;
+    let mut scratch = Scratch::new(&server, Store::Sqlite);
+    let pipeline = scratch.pipeline().await;
+    pipeline
+        .run(
+            &range_event(&["MSFT", "^GSPC", "BTC-USD"], "2021-01-01", "2021-03-31"),
+            d("2021-03-31"),
+        )
+        .await
+        .unwrap();
+    let lake_rows = read_history(&pipeline.lake, &ticker("MSFT")).await.unwrap();
+    pipeline.warehouse.close().await;
+
+    // A brand-new warehouse file, filled by `mdp load` from the lake alone.
+    let fresh = scratch.dir.path().join("fresh.db");
+    scratch.set("WAREHOUSE_URL", &format!("sqlite://{}", fresh.display()));
+    let reloading = scratch.pipeline().await;
+    let results = reloading.reload(None).await.unwrap();
+    let names: Vec<String> = results.iter().map(|(t, _)| t.to_string()).collect();
+    assert_eq!(
+        names,
+        ["BTC-USD", "MSFT"],
+        "^GSPC is unknown to the server, so it has no partitions"
+    );
+    assert!(results.iter().all(|(_, r)| r.is_ok()));
+    assert_eq!(
+        reloading
+            .warehouse
+            .read_rows(Some(&ticker("MSFT")))
+            .await
+            .unwrap(),
+        lake_rows
+    );
+    reloading.warehouse.close().await;
+}
