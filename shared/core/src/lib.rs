@@ -12,6 +12,7 @@ pub mod dates;
 pub mod error;
 pub mod lake;
 pub mod messages;
+pub mod queue;
 pub mod row;
 pub mod source;
 pub mod ticker;

@@ -38,18 +38,40 @@ pub fn compute_indicators(closes: &[f64]) -> Vec<Indicators> {
         })
         .collect();
 
-    for i in 0..n {
-        let row = &mut out[i];
-        row.sma_7 = window_mean(closes, i, SMA_WINDOWS[0]);
-        row.sma_14 = window_mean(closes, i, SMA_WINDOWS[1]);
-        row.sma_20 = window_mean(closes, i, SMA_WINDOWS[2]);
+    // Close-to-close gains and losses (as positive numbers), once per bar.
+    let mut gains = vec![0.0f64; n];
+    let mut losses = vec![0.0f64; n];
+    for i in 1..n {
+        let change = closes[i] - closes[i - 1];
+        if change > 0.0 {
+            gains[i] = change;
+        } else {
+            losses[i] = -change;
+        }
+    }
+
+    for (i, row) in out.iter_mut().enumerate() {
+        // The three SMA windows end at i and nest: sum the last 7 closes,
+        // extend to 14, then to 20, each window still summed from its values.
+        let mut sum = 0.0;
+        for k in 0..SMA_WINDOWS[2].min(i + 1) {
+            sum += closes[i - k];
+            match k + 1 {
+                7 => row.sma_7 = finite(sum / 7.0),
+                14 => row.sma_14 = finite(sum / 14.0),
+                20 => row.sma_20 = finite(sum / 20.0),
+                _ => {}
+            }
+        }
         row.ema_12 = finite(ema12[i]);
         row.macd = finite(macd[i]);
         row.macd_signal = finite(signal[i]);
         row.macd_histogram = finite(macd[i] - signal[i]);
-        row.rsi = rsi(closes, i);
+        row.rsi = rsi(&gains, &losses, i);
         row.bb_middle = row.sma_20;
-        if let (Some(mid), Some(sd)) = (row.sma_20, window_sample_std(&closes[..=i], BB_WINDOW)) {
+        if let Some(mid) = row.sma_20
+            && let Some(sd) = sample_std_around(&closes[i + 1 - BB_WINDOW..=i], mid)
+        {
             row.bb_upper = finite(mid + BB_WIDTH * sd);
             row.bb_lower = finite(mid - BB_WIDTH * sd);
         }
@@ -78,42 +100,24 @@ fn ema(values: &[f64], span: usize) -> Vec<f64> {
     out
 }
 
-/// Mean of the `window` values ending at `i`; `None` until that many exist.
-fn window_mean(values: &[f64], i: usize, window: usize) -> Option<f64> {
-    if i + 1 < window {
+/// Sample standard deviation (n−1) of `window` around its mean `mean`
+/// (the second pass of the two-pass formula; the mean is the window's SMA).
+fn sample_std_around(window: &[f64], mean: f64) -> Option<f64> {
+    if window.len() < 2 {
         return None;
     }
-    let sum: f64 = values[i + 1 - window..=i].iter().sum();
-    finite(sum / window as f64)
-}
-
-/// Sample standard deviation (n−1) of the last `window` values, two-pass.
-fn window_sample_std(values: &[f64], window: usize) -> Option<f64> {
-    if values.len() < window || window < 2 {
-        return None;
-    }
-    let w = &values[values.len() - window..];
-    let mean = w.iter().sum::<f64>() / window as f64;
-    let ss: f64 = w.iter().map(|x| (x - mean) * (x - mean)).sum();
-    finite((ss / (window - 1) as f64).sqrt())
+    let ss: f64 = window.iter().map(|x| (x - mean) * (x - mean)).sum();
+    finite((ss / (window.len() - 1) as f64).sqrt())
 }
 
 /// RSI with simple averages over the last 14 close-to-close changes.
-fn rsi(closes: &[f64], i: usize) -> Option<f64> {
+fn rsi(gains: &[f64], losses: &[f64], i: usize) -> Option<f64> {
     if i < RSI_PERIOD {
         return None;
     }
-    let (mut gains, mut losses) = (0.0f64, 0.0f64);
-    for j in i + 1 - RSI_PERIOD..=i {
-        let change = closes[j] - closes[j - 1];
-        if change > 0.0 {
-            gains += change;
-        } else {
-            losses -= change;
-        }
-    }
-    let g = gains / RSI_PERIOD as f64;
-    let l = losses / RSI_PERIOD as f64;
+    let window = i + 1 - RSI_PERIOD..=i;
+    let g = gains[window.clone()].iter().sum::<f64>() / RSI_PERIOD as f64;
+    let l = losses[window].iter().sum::<f64>() / RSI_PERIOD as f64;
     if l == 0.0 {
         Some(if g == 0.0 { 50.0 } else { 100.0 })
     } else {
@@ -133,7 +137,8 @@ fn volatility(returns: &[Option<f64>]) -> Option<f64> {
     {
         *slot = (*r)?;
     }
-    window_sample_std(&window, VOLATILITY_WINDOW).and_then(|sd| finite(100.0 * sd))
+    let mean = window.iter().sum::<f64>() / VOLATILITY_WINDOW as f64;
+    sample_std_around(&window, mean).and_then(|sd| finite(100.0 * sd))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mdp_core::CuratedRow;
 use mdp_core::config::LoadStrategy;
 use mdp_core::row::COLUMNS;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sqlx::{AssertSqlSafe, Connection, PgPool, Row};
 
 use crate::columns::{self, KINDS, Kind, Owned, column_list, quote_ident};
@@ -25,6 +25,8 @@ const STAGE: &str = "pg_temp.\"mdp_stage_market_data\"";
 
 pub(crate) async fn connect(url: &str) -> Result<PgPool, Failure> {
     let options = PgConnectOptions::from_str(url)?.application_name("mdp-warehouse");
+    let ssl_mode = default_ssl_mode(url, options.get_host());
+    let options = options.ssl_mode(ssl_mode);
     // One direct connection first: the pool would retry a refused connection
     // until its timeout and then report only "pool timed out".
     let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
@@ -40,6 +42,33 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool, Failure> {
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy_with(options))
+}
+
+/// TLS when the URL (or `PGSSLMODE`) does not say: required for a remote
+/// host, off on loopback or a Unix socket, where it only costs (sqlx's
+/// "prefer" handshake against a self-signed local certificate takes ~180 ms).
+fn default_ssl_mode(url: &str, host: &str) -> PgSslMode {
+    let explicit = url.split_once('?').is_some_and(|(_, q)| {
+        q.split('&')
+            .any(|kv| kv.to_ascii_lowercase().starts_with("sslmode="))
+    }) || std::env::var_os("PGSSLMODE").is_some();
+    if explicit {
+        return PgConnectOptions::from_str(url)
+            .map(|o| o.get_ssl_mode())
+            .unwrap_or(PgSslMode::Require);
+    }
+    let local = host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local {
+        PgSslMode::Disable
+    } else {
+        PgSslMode::Require
+    }
 }
 
 fn target(schema: &str, table: &str) -> String {
@@ -283,4 +312,42 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Failure> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| Failure::Data(format!("timestamp {text:?}: {e}")))
+}
+
+#[cfg(test)]
+mod ssl_tests {
+    use super::*;
+
+    #[test]
+    fn tls_is_required_for_remote_hosts_unless_the_url_says_otherwise() {
+        let mode = |url: &str| {
+            let o = PgConnectOptions::from_str(url).unwrap();
+            default_ssl_mode(url, o.get_host())
+        };
+        assert!(matches!(
+            mode("postgres://u@db.example.com:5432/x"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://u@10.0.0.5/x"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1:5432/x"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@localhost/x"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(mode("postgres://u@[::1]/x"), PgSslMode::Disable));
+        assert!(matches!(
+            mode("postgres://u@db.example.com/x?sslmode=disable"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@127.0.0.1/x?sslmode=verify-full"),
+            PgSslMode::VerifyFull
+        ));
+    }
 }

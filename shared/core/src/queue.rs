@@ -1,0 +1,84 @@
+//! Port to the queues between stages (SQS in AWS), with an in-memory adapter
+//! for one process and tests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StageError;
+
+/// SQS caps a `SendMessageBatch` at ten entries.
+pub const MAX_BATCH: usize = 10;
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Sends each body as one message to the queue at `queue_url`, in batches
+    /// of at most [`MAX_BATCH`]. All or an error: a body that was not accepted
+    /// fails the call (SQS redelivery of the caller's own message then resends).
+    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), StageError>;
+
+    /// Hides a received message for `delay` before it is delivered again
+    /// (the "reschedule" of a transient failure, without waiting in-process).
+    async fn change_visibility(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), StageError>;
+}
+
+/// Messages kept in memory, per queue URL, in send order.
+#[derive(Debug, Default)]
+pub struct InMemoryQueue {
+    sent: Mutex<HashMap<String, Vec<String>>>,
+    visibility: Mutex<Vec<(String, String, Duration)>>,
+}
+
+impl InMemoryQueue {
+    pub fn new() -> InMemoryQueue {
+        InMemoryQueue::default()
+    }
+
+    /// Removes and returns every message sent to `queue_url`.
+    pub fn drain(&self, queue_url: &str) -> Vec<String> {
+        self.sent
+            .lock()
+            .expect("queue lock")
+            .remove(queue_url)
+            .unwrap_or_default()
+    }
+
+    /// Visibility changes requested so far: (queue URL, receipt handle, delay).
+    pub fn visibility_changes(&self) -> Vec<(String, String, Duration)> {
+        self.visibility.lock().expect("queue lock").clone()
+    }
+}
+
+#[async_trait]
+impl Queue for InMemoryQueue {
+    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), StageError> {
+        self.sent
+            .lock()
+            .expect("queue lock")
+            .entry(queue_url.to_string())
+            .or_default()
+            .extend(bodies.iter().cloned());
+        Ok(())
+    }
+
+    async fn change_visibility(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), StageError> {
+        self.visibility.lock().expect("queue lock").push((
+            queue_url.to_string(),
+            receipt_handle.to_string(),
+            delay,
+        ));
+        Ok(())
+    }
+}
