@@ -24,12 +24,14 @@ load:
 migrate:
 	$(CARGO) run --quiet -p mdp -- warehouse migrate
 
-## test: every test of the workspace (needs the local Postgres; installs pyarrow/duckdb if missing)
+## test: every test of the workspace and the offline template check
+## (needs the local Postgres; installs the Python tools if missing)
 test: python-deps
+	$(PYTHON) infra/check_template.py
 	$(CARGO) test --workspace
 
 python-deps:
-	@$(PYTHON) -c "import pyarrow, duckdb" 2>/dev/null || $(PYTHON) -m pip install --quiet -r tests/requirements.txt
+	@$(PYTHON) -c "import pyarrow, duckdb, moto, samtranslator, cfnlint" 2>/dev/null || $(PYTHON) -m pip install --quiet -r tests/requirements.txt
 
 ## lint: formatting and clippy with warnings as errors
 lint:

@@ -133,6 +133,8 @@ pub struct Config {
     pub warehouse_table: String,
     pub load_strategy: LoadStrategy,
     pub batch_size: usize,
+    /// Secrets Manager secret holding the warehouse connection (in AWS).
+    pub warehouse_secret_arn: Option<String>,
     pub fetch_queue_url: Option<String>,
     pub transform_queue_url: Option<String>,
     pub load_queue_url: Option<String>,
@@ -292,6 +294,7 @@ impl Config {
             warehouse_table,
             load_strategy,
             batch_size,
+            warehouse_secret_arn: get("WAREHOUSE_SECRET_ARN"),
             fetch_queue_url: get("FETCH_QUEUE_URL"),
             transform_queue_url: get("TRANSFORM_QUEUE_URL"),
             load_queue_url: get("LOAD_QUEUE_URL"),
@@ -299,6 +302,23 @@ impl Config {
             transform_dlq_url: get("TRANSFORM_DLQ_URL"),
             load_dlq_url: get("LOAD_DLQ_URL"),
             aws_endpoint_url,
+        })
+    }
+}
+
+impl Config {
+    /// The same configuration with another warehouse URL (read from a secret
+    /// at cold start). The URL is checked like `WAREHOUSE_URL`.
+    pub fn with_warehouse_url(&self, url: String) -> Result<Config, ConfigError> {
+        let kind = warehouse_kind(&url).ok_or_else(|| ConfigError {
+            variable: "WAREHOUSE_SECRET_ARN",
+            value: redact_url(&url),
+            expected: "a secret naming a postgres or redshift warehouse".into(),
+        })?;
+        Ok(Config {
+            warehouse_url: url,
+            warehouse_kind: kind,
+            ..self.clone()
         })
     }
 }

@@ -22,14 +22,20 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A failure worth retrying (throttling, 5xx, timeouts).
     #[error("lake backend error on {key:?}: {message}")]
     Backend { key: String, message: String },
+    /// A failure retrying cannot fix (missing bucket, access denied).
+    #[error("lake backend refused {key:?}: {message}")]
+    Refused { key: String, message: String },
 }
 
 impl From<StoreError> for StageError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::InvalidKey { .. } => StageError::permanent(e.to_string()),
+            StoreError::InvalidKey { .. } | StoreError::Refused { .. } => {
+                StageError::permanent(e.to_string())
+            }
             _ => StageError::transient(e.to_string()),
         }
     }

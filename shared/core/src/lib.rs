@@ -11,6 +11,7 @@ pub mod config;
 pub mod dates;
 pub mod error;
 pub mod lake;
+pub mod logging;
 pub mod messages;
 pub mod queue;
 pub mod row;

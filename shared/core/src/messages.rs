@@ -92,6 +92,14 @@ pub fn new_run_id() -> String {
     )
 }
 
+/// When the run started, read back from an id made by [`new_run_id`].
+pub fn run_started_at(run_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let stamp = run_id.get(..16)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +173,24 @@ mod tests {
             assert!(!err.is_transient(), "{body}");
             assert!(err.message.contains(needle), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn run_ids_carry_their_start_time() {
+        let id = new_run_id();
+        let started = run_started_at(&id).unwrap();
+        assert!(
+            (chrono::Utc::now() - started).num_seconds().abs() <= 2,
+            "{id}"
+        );
+        assert_eq!(
+            run_started_at("20251126T230000Z-00ab12cd")
+                .unwrap()
+                .to_rfc3339(),
+            "2025-11-26T23:00:00+00:00"
+        );
+        assert_eq!(run_started_at("manual-backfill"), None);
+        assert_eq!(run_started_at(""), None);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 pub mod bench;
 pub mod demo;
-pub mod logging;
 pub mod runner;
 
 pub use runner::{Pipeline, RunSummary, TickerOutcome, TickerSummary};

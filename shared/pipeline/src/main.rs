@@ -6,7 +6,6 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use mdp::bench::{BenchOptions, run_bench};
 use mdp::demo::run_demo;
-use mdp::logging::init_logging;
 use mdp::runner::{Pipeline, open_lake};
 use mdp_core::config::{parse_ticker_list, redact_url};
 use mdp_core::dates::today_in_new_york;
@@ -76,7 +75,7 @@ enum WarehouseAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    mdp_core::logging::init_logging(false);
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use mdp_chart::{ChartClient, ChartClientSettings, fetch_stage};
 use mdp_core::config::LakeUri;
-use mdp_core::messages::{FetchRequest, ScheduleEvent, new_run_id};
+use mdp_core::messages::{FetchRequest, ScheduleEvent, new_run_id, run_started_at};
 use mdp_core::source::MarketDataSource;
 use mdp_core::ticker::TickerError;
 use mdp_core::validate::validate_stage;
@@ -228,11 +228,13 @@ impl Pipeline {
         };
 
         let clock = Instant::now();
+        // The run's start stamps new rows, as in the transform function.
+        let now = run_started_at(&transform_request.run_id).unwrap_or_else(lake_now);
         let transformed = transform_stage(
             &self.lake,
             &transform_request,
             self.config.parquet_compression,
-            lake_now(),
+            now,
         )
         .await?;
         s.transform_time = clock.elapsed();

@@ -149,6 +149,12 @@ async fn load_in(
     sqlx::query("SET LOCAL TIME ZONE 'UTC'")
         .execute(&mut *conn)
         .await?;
+    // Loads of one ticker run one at a time (SQS may deliver a load twice at
+    // once): two truncate_inserts would otherwise both delete, then collide.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("mdp-warehouse load {target} {}", job.ticker))
+        .execute(&mut *conn)
+        .await?;
 
     let definitions: Vec<String> = COLUMNS
         .iter()

@@ -361,6 +361,7 @@ on_both_backends!(
     batch_sizes_give_the_same_table,
     failed_load_leaves_the_table_unchanged,
     bad_input_is_rejected_before_touching_the_table,
+    the_same_load_twice_at_once_leaves_one_copy,
 );
 
 fn assert_permanent(err: &StageError, needles: &[&str]) {
@@ -372,6 +373,23 @@ fn assert_permanent(err: &StageError, needles: &[&str]) {
 
 mod scenarios {
     use super::*;
+
+    /// SQS may deliver one load message twice at the same time: both copies
+    /// succeed and the table holds one copy, for every strategy.
+    pub async fn the_same_load_twice_at_once_leaves_one_copy(env: Arc<Env>) {
+        let wh = env.warehouse(100).await;
+        let t = ticker("DUP");
+        let other = rows("KEEP", 0, 5);
+        wh.load(&ticker("KEEP"), &other, Upsert).await.unwrap();
+        for strategy in [Upsert, Append, TruncateInsert] {
+            let batch = rows("DUP", 0, 300);
+            let (a, b) = tokio::join!(wh.load(&t, &batch, strategy), wh.load(&t, &batch, strategy));
+            a.unwrap_or_else(|e| panic!("{strategy}: {e}"));
+            b.unwrap_or_else(|e| panic!("{strategy}: {e}"));
+            assert_identical(&wh.read_rows(Some(&t)).await.unwrap(), &batch);
+            assert_identical(&wh.read_rows(Some(&ticker("KEEP"))).await.unwrap(), &other);
+        }
+    }
 
     pub async fn migrate_is_idempotent_and_creates_the_contract_table(env: Arc<Env>) {
         let wh = env.warehouse(1000).await; // first migrate

@@ -1,0 +1,36 @@
+//! Cold start: configuration, AWS clients, the warehouse pool (migrated once);
+//! then batches. The pool stays open across warm invocations.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use load::LoadFunction;
+use mdp_aws::LambdaEnv;
+use mdp_warehouse::Warehouse;
+
+/// One record at a time: loads of one ticker stay in order.
+const RECORDS_IN_FLIGHT: usize = 1;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    mdp_core::logging::init_logging(true);
+    let env = LambdaEnv::load().await?;
+    let config = env.warehouse_config().await?;
+    let warehouse = Warehouse::connect(&config).await?;
+    warehouse.migrate().await?;
+    let function = LoadFunction {
+        lake: env.lake.clone(),
+        warehouse,
+        strategy: env.config.load_strategy,
+        batch: env.batch_context(
+            &env.config.load_queue_url,
+            "LOAD_QUEUE_URL",
+            &env.config.load_dlq_url,
+            RECORDS_IN_FLIGHT,
+        )?,
+    };
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(function.handle(event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,34 @@
+//! Cold start: configuration, AWS clients, lake; then batches.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use mdp_aws::LambdaEnv;
+use transform::TransformFunction;
+
+/// One record at a time: two messages of one ticker must not race on its history.
+const RECORDS_IN_FLIGHT: usize = 1;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    mdp_core::logging::init_logging(true);
+    let env = LambdaEnv::load().await?;
+    let function = TransformFunction {
+        lake: env.lake.clone(),
+        compression: env.config.parquet_compression,
+        queue: Arc::new(env.queue()),
+        load_queue_url: env.required(&env.config.load_queue_url, "LOAD_QUEUE_URL")?,
+        batch: env.batch_context(
+            &env.config.transform_queue_url,
+            "TRANSFORM_QUEUE_URL",
+            &env.config.transform_dlq_url,
+            RECORDS_IN_FLIGHT,
+        )?,
+    };
+    let function = &function;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(function.handle(event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,62 @@
+//! The validate function: EventBridge Scheduler input (or the same JSON by
+//! direct invoke) → one fetch message per valid ticker with work to do.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use mdp_core::messages::{ScheduleEvent, new_run_id};
+use mdp_core::queue::Queue;
+use mdp_core::validate::validate_stage;
+use mdp_core::{Config, Lake, StageError};
+use mdp_lambda::send_messages;
+use serde::Serialize;
+
+pub struct ValidateFunction {
+    pub config: Config,
+    pub lake: Lake,
+    pub queue: Arc<dyn Queue>,
+    pub fetch_queue_url: String,
+}
+
+/// What the invocation returns (and logs).
+#[derive(Debug, Serialize)]
+pub struct ValidateResponse {
+    pub run_id: String,
+    pub sent: Vec<String>,
+    pub rejected: Vec<String>,
+    pub up_to_date: Vec<String>,
+}
+
+/// The scheduler input, or an EventBridge event carrying it in `detail`.
+pub fn parse_event(payload: serde_json::Value) -> Result<ScheduleEvent, StageError> {
+    let inner = match payload.get("detail") {
+        Some(detail) if payload.get("detail-type").is_some() => detail.clone(),
+        _ => payload,
+    };
+    if inner.is_null() {
+        return Ok(ScheduleEvent::default());
+    }
+    serde_json::from_value(inner)
+        .map_err(|e| StageError::permanent(format!("invalid schedule input: {e}")))
+}
+
+impl ValidateFunction {
+    pub async fn handle(
+        &self,
+        payload: serde_json::Value,
+        today: NaiveDate,
+    ) -> Result<ValidateResponse, StageError> {
+        let event = parse_event(payload)?;
+        let run_id = new_run_id();
+        let plan = validate_stage(&self.lake, &self.config, &event, today, &run_id).await?;
+        send_messages(self.queue.as_ref(), &self.fetch_queue_url, &plan.fetches).await?;
+        let response = ValidateResponse {
+            run_id,
+            sent: plan.fetches.iter().map(|f| f.ticker.to_string()).collect(),
+            rejected: plan.rejected.iter().map(|e| e.to_string()).collect(),
+            up_to_date: plan.up_to_date.iter().map(|t| t.to_string()).collect(),
+        };
+        tracing::info!(run_id = %response.run_id, sent = response.sent.len(), rejected = response.rejected.len(), "run planned");
+        Ok(response)
+    }
+}

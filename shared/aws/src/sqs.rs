@@ -1,0 +1,234 @@
+//! The stage queues on SQS (DESIGN.md section 3).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchRequestEntry};
+use mdp_core::queue::{MAX_BATCH, Queue};
+use mdp_core::{ErrorClass, StageError};
+
+use crate::{classify, describe};
+
+/// The largest message body SQS takes here, in bytes (256 KiB, the limit
+/// DESIGN.md section 3 designs for; messages are claim checks, far smaller).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// The largest sum of the bodies of one SendMessageBatch, in bytes.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// The longest visibility timeout SQS accepts: 12 hours, in seconds.
+pub const MAX_VISIBILITY_TIMEOUT: u64 = 43_200;
+
+/// A [`Queue`] on SQS; queue URLs are passed per call.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client) -> SqsQueue {
+        SqsQueue { client }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn sdk_error<E>(
+    what: String,
+    err: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> StageError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let message = format!("{what}: {}", describe(&err));
+    match classify(&err) {
+        ErrorClass::Transient => StageError::transient(message),
+        ErrorClass::Permanent => StageError::permanent(message),
+    }
+}
+
+/// Splits `bodies` into SendMessageBatch chunks: at most [`MAX_BATCH`]
+/// messages and [`MAX_BATCH_BYTES`] bytes each. Every body must already be
+/// at most [`MAX_MESSAGE_BYTES`].
+fn chunks(bodies: &[String]) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, body) in bodies.iter().enumerate() {
+        if i - start == MAX_BATCH || bytes + body.len() > MAX_BATCH_BYTES {
+            out.push(&bodies[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += body.len();
+    }
+    if start < bodies.len() {
+        out.push(&bodies[start..]);
+    }
+    out
+}
+
+/// The error for a batch with `failed` entries (not empty) out of `sent`.
+/// A sender fault (invalid body, bad attribute…) fails the same way every
+/// time, so any makes the error permanent; otherwise the trouble is on the
+/// SQS side and worth a retry.
+fn batch_failure(queue_url: &str, sent: usize, failed: &[BatchResultErrorEntry]) -> StageError {
+    let sender_fault = failed.iter().any(|f| f.sender_fault());
+    let first = failed
+        .iter()
+        .find(|f| f.sender_fault() == sender_fault)
+        .expect("at least one failed entry");
+    let message = format!(
+        "SQS SendMessageBatch to {queue_url}: {} of {sent} messages not accepted; \
+         entry {}: {}: {}",
+        failed.len(),
+        first.id(),
+        first.code(),
+        first.message().unwrap_or("no message"),
+    );
+    if sender_fault {
+        StageError::permanent(message)
+    } else {
+        StageError::transient(message)
+    }
+}
+
+/// `delay` in whole seconds for SQS: a fraction of a second rounds up (a
+/// delay never becomes "visible now"), capped at [`MAX_VISIBILITY_TIMEOUT`].
+fn visibility_seconds(delay: Duration) -> i32 {
+    let secs = delay
+        .as_secs()
+        .saturating_add(u64::from(delay.subsec_nanos() > 0));
+    secs.min(MAX_VISIBILITY_TIMEOUT) as i32
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), StageError> {
+        // Check every body before sending any: nothing is half sent for a
+        // body SQS would refuse anyway.
+        for (i, body) in bodies.iter().enumerate() {
+            if body.is_empty() {
+                return Err(StageError::permanent(format!(
+                    "SQS message {i} for {queue_url} is empty; SQS needs at least one character"
+                )));
+            }
+            if body.len() > MAX_MESSAGE_BYTES {
+                return Err(StageError::permanent(format!(
+                    "SQS message {i} for {queue_url} is {} bytes, over the {MAX_MESSAGE_BYTES}-byte \
+                     (256 KiB) limit; messages must carry lake keys, not data",
+                    body.len()
+                )));
+            }
+        }
+        for chunk in chunks(bodies) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error(format!("SQS SendMessageBatch to {queue_url}"), e))?;
+            if !out.failed().is_empty() {
+                return Err(batch_failure(queue_url, chunk.len(), out.failed()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn change_visibility(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), StageError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(visibility_seconds(delay))
+            .send()
+            .await
+            .map_err(|e| sdk_error(format!("SQS ChangeMessageVisibility on {queue_url}"), e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_ten_messages_and_256_kib_at_most() {
+        let small: Vec<String> = (0..23).map(|i| format!("m{i}")).collect();
+        let sizes: Vec<usize> = chunks(&small).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [10, 10, 3]);
+        assert!(chunks(&[]).is_empty());
+
+        let big = "x".repeat(100 * 1024);
+        let bodies = vec![big.clone(), big.clone(), big.clone(), "y".into(), big];
+        let sizes: Vec<usize> = chunks(&bodies).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [2, 3]);
+        let full = vec!["z".repeat(MAX_MESSAGE_BYTES); 2];
+        assert_eq!(chunks(&full).len(), 2);
+    }
+
+    fn failure(id: &str, sender_fault: bool, code: &str) -> BatchResultErrorEntry {
+        BatchResultErrorEntry::builder()
+            .id(id)
+            .sender_fault(sender_fault)
+            .code(code)
+            .message(format!("{code} happened"))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn failed_entries_are_permanent_only_for_a_sender_fault() {
+        let err = batch_failure("https://q/1", 10, &[failure("3", false, "InternalError")]);
+        assert!(err.is_transient());
+        assert_eq!(
+            err.message,
+            "SQS SendMessageBatch to https://q/1: 1 of 10 messages not accepted; \
+             entry 3: InternalError: InternalError happened"
+        );
+        let err = batch_failure(
+            "https://q/1",
+            10,
+            &[
+                failure("1", false, "InternalError"),
+                failure("4", true, "InvalidMessageContents"),
+            ],
+        );
+        assert!(!err.is_transient());
+        assert!(
+            err.message.contains("2 of 10")
+                && err.message.contains("entry 4: InvalidMessageContents"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn visibility_is_whole_seconds_up_to_twelve_hours() {
+        assert_eq!(visibility_seconds(Duration::ZERO), 0);
+        assert_eq!(visibility_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(visibility_seconds(Duration::from_secs(30)), 30);
+        assert_eq!(visibility_seconds(Duration::from_millis(30_500)), 31);
+        assert_eq!(visibility_seconds(Duration::from_secs(43_200)), 43_200);
+        assert_eq!(visibility_seconds(Duration::from_secs(100_000)), 43_200);
+        assert_eq!(visibility_seconds(Duration::MAX), 43_200);
+    }
+}

@@ -1,0 +1,233 @@
+//! What every SQS-triggered function shares (DESIGN.md section 3): each
+//! record of a batch is handled on its own; a transient failure is reported
+//! as a batch item failure and its message hidden for a delay that grows with
+//! its receive count, so SQS redelivers it later without the function
+//! waiting; a permanent failure is logged with its reason and its message sent
+//! to the stage's dead-letter queue, never retried.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+use mdp_core::queue::Queue;
+use mdp_core::{ErrorClass, StageError};
+
+/// First redelivery delay of a transient failure; doubles per receive.
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// Longest redelivery delay (the queue's redrive policy ends the attempts).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(900);
+
+/// Where a stage's messages come from and where hopeless ones go.
+#[derive(Clone)]
+pub struct BatchContext {
+    pub queue: Arc<dyn Queue>,
+    /// The queue the batch was received from (for visibility changes).
+    pub source_queue_url: String,
+    /// The stage's dead-letter queue; without one, a permanent failure is
+    /// reported as a batch failure and the redrive policy dead-letters it.
+    pub dead_letter_queue_url: Option<String>,
+    /// Records handled at the same time. Fetch runs its batch concurrently
+    /// (each record may wait on retries); transform keeps 1, because two
+    /// messages of one ticker must not race on its history.
+    pub records_in_flight: usize,
+}
+
+/// The outcome of one record, for logs and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordOutcome {
+    Done,
+    /// Reported failed; redelivered after the delay.
+    RetryLater(Duration),
+    /// Sent to the dead-letter queue.
+    DeadLettered,
+}
+
+/// Delay before the next delivery of a message received `receive_count` times.
+pub fn retry_delay(receive_count: u32) -> Duration {
+    let doublings = receive_count.saturating_sub(1).min(16);
+    FIRST_RETRY_DELAY
+        .saturating_mul(1 << doublings)
+        .min(MAX_RETRY_DELAY)
+}
+
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Handles every record with `handle(body)`, at most
+/// `ctx.records_in_flight` at a time, and returns the ids of the records to
+/// redeliver, in record order.
+pub async fn handle_batch<F, Fut>(
+    event: SqsEvent,
+    ctx: &BatchContext,
+    handle: F,
+) -> SqsBatchResponse
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(), StageError>>,
+{
+    let outcomes: Vec<RecordOutcome> = stream::iter(event.records.iter())
+        .map(|record| handle_record(record, ctx, &handle))
+        .buffered(ctx.records_in_flight.max(1))
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    for (record, outcome) in event.records.iter().zip(outcomes) {
+        if matches!(outcome, RecordOutcome::RetryLater(_)) {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.clone().unwrap_or_default();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+async fn handle_record<F, Fut>(record: &SqsMessage, ctx: &BatchContext, handle: &F) -> RecordOutcome
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(), StageError>>,
+{
+    let id = record.message_id.as_deref().unwrap_or("");
+    let count = receive_count(record);
+    let result = match &record.body {
+        Some(body) => handle(body.clone()).await,
+        None => Err(StageError::permanent("SQS record has no body")),
+    };
+    let error = match result {
+        Ok(()) => return RecordOutcome::Done,
+        Err(e) => e,
+    };
+    match error.class {
+        ErrorClass::Transient => {
+            let delay = retry_delay(count);
+            tracing::warn!(message_id = id, receive_count = count, retry_in_s = delay.as_secs(), error = %error.message, "transient failure: redelivering later");
+            if let Some(handle) = &record.receipt_handle
+                && let Err(e) = ctx
+                    .queue
+                    .change_visibility(&ctx.source_queue_url, handle, delay)
+                    .await
+            {
+                // The queue's own visibility timeout still delays the retry.
+                tracing::warn!(message_id = id, "could not delay the redelivery: {e}");
+            }
+            RecordOutcome::RetryLater(delay)
+        }
+        ErrorClass::Permanent => {
+            tracing::error!(message_id = id, receive_count = count, error = %error.message, "permanent failure: dead-lettering, no retry");
+            let Some(dlq) = &ctx.dead_letter_queue_url else {
+                return RecordOutcome::RetryLater(Duration::ZERO);
+            };
+            let body = record.body.clone().unwrap_or_default();
+            match ctx.queue.send(dlq, &[body]).await {
+                Ok(()) => RecordOutcome::DeadLettered,
+                Err(e) => {
+                    // Not lost: reported failed, it comes back and is tried again.
+                    tracing::error!(message_id = id, "could not dead-letter: {e}");
+                    RecordOutcome::RetryLater(retry_delay(count))
+                }
+            }
+        }
+    }
+}
+
+/// Sends `messages` as JSON to `queue_url` (a stage hand-over).
+pub async fn send_messages<T: serde::Serialize>(
+    queue: &dyn Queue,
+    queue_url: &str,
+    messages: &[T],
+) -> Result<(), StageError> {
+    let bodies: Vec<String> = messages
+        .iter()
+        .map(|m| serde_json::to_string(m).expect("stage messages serialise"))
+        .collect();
+    queue.send(queue_url, &bodies).await
+}
+
+#[cfg(test)]
+mod tests {
+    use mdp_core::queue::InMemoryQueue;
+
+    use super::*;
+
+    fn record(id: &str, body: &str, receive_count: u32) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.receipt_handle = Some(format!("rh-{id}"));
+        m.body = Some(body.into());
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+        m
+    }
+
+    #[test]
+    fn retry_delay_grows_with_receive_count_and_is_capped() {
+        assert_eq!(retry_delay(1), Duration::from_secs(30));
+        assert_eq!(retry_delay(2), Duration::from_secs(60));
+        assert_eq!(retry_delay(4), Duration::from_secs(240));
+        assert_eq!(retry_delay(6), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(1000), MAX_RETRY_DELAY);
+    }
+
+    #[tokio::test]
+    async fn only_transient_failures_are_reported_and_permanent_ones_are_dead_lettered() {
+        let queue = Arc::new(InMemoryQueue::new());
+        let ctx = BatchContext {
+            queue: queue.clone(),
+            source_queue_url: "q-src".into(),
+            dead_letter_queue_url: Some("q-dlq".into()),
+            records_in_flight: 3,
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("ok", "fine", 1),
+            record("busy", "retry", 3),
+            record("bad", "poison", 1),
+            record("ok2", "fine", 2),
+        ];
+        let response = handle_batch(event, &ctx, |body| async move {
+            match body.as_str() {
+                "retry" => Err(StageError::transient("HTTP 503")),
+                "poison" => Err(StageError::permanent("malformed")),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["busy"]);
+        assert_eq!(queue.drain("q-dlq"), ["poison"]);
+        assert_eq!(
+            queue.visibility_changes(),
+            [(
+                "q-src".to_string(),
+                "rh-busy".to_string(),
+                Duration::from_secs(120)
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_dead_letter_queue_permanent_failures_go_back_to_the_redrive_policy() {
+        let queue = Arc::new(InMemoryQueue::new());
+        let ctx = BatchContext {
+            queue,
+            source_queue_url: "q".into(),
+            dead_letter_queue_url: None,
+            records_in_flight: 1,
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![record("bad", "poison", 1)];
+        let response =
+            handle_batch(event, &ctx, |_| async { Err(StageError::permanent("no")) }).await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+    }
+}
