@@ -6,7 +6,7 @@ PYTHON ?= python3
 MDP_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 export MDP_TEST_POSTGRES_URL
 
-.PHONY: demo run load migrate test python-deps lint fmt build bench clean
+.PHONY: demo run load migrate test python-deps lint fmt mdp build lambda-tools invoke measure-lambdas deploy bench clean
 
 ## demo: the whole pipeline offline on bundled recorded responses, into ./data
 demo:
@@ -41,9 +41,35 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## build: the optimised mdp binary (target/release/mdp)
-build:
+## mdp: the optimised mdp binary (target/release/mdp)
+mdp:
 	$(CARGO) build --release -p mdp
+
+## build: the four Lambda packages, target/lambda/<function>/bootstrap.zip, for arm64
+## (as template.yaml deploys them) when the Rust aarch64 target is installed, else for this host
+build: lambda-tools
+	@if [ -d "$$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu" ]; then arch=--arm64; \
+	else echo "note: the aarch64-unknown-linux-gnu target is not installed (rustup target add aarch64-unknown-linux-gnu); building for this host instead"; arch=--x86-64; fi; \
+	$(CARGO) lambda build --release $$arch --output-format zip -p validate -p fetch -p transform -p load
+	@ls -l target/lambda/*/bootstrap.zip
+
+lambda-tools:
+	@command -v cargo-lambda >/dev/null || $(PYTHON) -m pip install --quiet cargo-lambda==1.9.2
+
+## invoke: every function under `cargo lambda watch` with its events/ sample, against local
+## S3/SQS/Secrets Manager (moto), the local chart server and Postgres (offline)
+invoke: lambda-tools python-deps
+	infra/local/invoke.sh
+
+## measure-lambdas: cold start, handling time and peak memory of each function on a 20-year backfill
+measure-lambdas: python-deps
+	$(CARGO) build --release -p validate -p fetch -p transform -p load -p mdp
+	$(PYTHON) infra/local/measure_lambdas.py
+
+## deploy: build with SAM (cargo-lambda) and deploy, asking for the parameters the first time
+deploy: lambda-tools
+	sam build
+	sam deploy --guided
 
 ## bench: 10-year backfill into Postgres per stage, and indicators over 1M bars
 bench:

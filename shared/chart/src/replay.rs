@@ -81,7 +81,12 @@ pub struct ChartReplayServer {
 impl ChartReplayServer {
     /// Listens on a free loopback port.
     pub async fn start() -> std::io::Result<ChartReplayServer> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        ChartReplayServer::start_on(0).await
+    }
+
+    /// Listens on a given loopback port (0: any free one).
+    pub async fn start_on(port: u16) -> std::io::Result<ChartReplayServer> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();

@@ -34,6 +34,15 @@ pub const DEMO_SERIES: [(&str, &[u8]); 4] = [
     ),
 ];
 
+/// What `mdp serve-charts` serves besides [`DEMO_SERIES`]: the 2025 AAPL
+/// recording (the sample events under `events/` ask for AAPL in 2025).
+pub const SERVE_SERIES: [(&str, &[u8]); 4] = [
+    ("MSFT", DEMO_SERIES[0].1),
+    ("NVDA", DEMO_SERIES[1].1),
+    ("AAPL", include_bytes!("../../../tests/fixtures/yahoo/aapl_1d_range6mo_live_last_bar_dividends.json")),
+    ("BTC-USD", DEMO_SERIES[3].1),
+];
+
 /// The range the bundled recordings cover.
 pub const DEMO_START: &str = "2020-01-01";
 pub const DEMO_END: &str = "2022-01-31";

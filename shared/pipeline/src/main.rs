@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use mdp::bench::{BenchOptions, run_bench};
 use mdp::demo::run_demo;
-use mdp::runner::{Pipeline, open_lake};
+use mdp::runner::Pipeline;
 use mdp_core::config::{parse_ticker_list, redact_url};
 use mdp_core::dates::today_in_new_york;
 use mdp_core::messages::ScheduleEvent;
@@ -53,6 +53,14 @@ enum Command {
     Warehouse {
         #[command(subcommand)]
         action: WarehouseAction,
+    },
+    /// Serve the bundled recordings as a local chart API (for `make invoke`).
+    ServeCharts {
+        #[arg(long, default_value_t = 9876)]
+        port: u16,
+        /// Also serve SYNTH: this many years of synthetic daily bars ending today.
+        #[arg(long, default_value_t = 20)]
+        synthetic_years: u32,
     },
     /// Time a 10-year backfill into Postgres and the indicators over 1M bars.
     Bench {
@@ -167,7 +175,7 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             if results.is_empty() {
                 println!(
                     "the lake {} holds no curated partitions",
-                    open_lake(&pipeline.config)?.uri()
+                    pipeline.lake.uri()
                 );
             }
             Ok(if failed {
@@ -183,6 +191,23 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             warehouse.migrate().await?;
             println!("{} is up to date", warehouse.describe());
             warehouse.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ServeCharts { port, synthetic_years } => {
+            let server = mdp_chart::ChartReplayServer::start_on(port)
+                .await
+                .map_err(|e| StageError::permanent(format!("listening on 127.0.0.1:{port}: {e}")))?;
+            for (symbol, body) in mdp::demo::SERVE_SERIES {
+                server.add_series(symbol, body).map_err(|e| StageError::permanent(format!("{symbol}: {e}")))?;
+            }
+            let sessions = synthetic_years as usize * 252;
+            let first_day = today_in_new_york() - chrono::Days::new(u64::from(synthetic_years) * 365);
+            let synth = mdp_chart::replay::synthetic_daily_chart("SYNTH", first_day, sessions, 20);
+            server.add_series("SYNTH", &synth).map_err(|e| StageError::permanent(e.to_string()))?;
+            println!("YAHOO_FINANCE_API_BASE_URL={}", server.base_url());
+            println!("serving MSFT, NVDA, AAPL (2025), BTC-USD and SYNTH ({sessions} sessions from {first_day}); Ctrl-C stops");
+            // Serves until the process is interrupted or killed.
+            std::future::pending::<()>().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -144,14 +144,12 @@ impl RunSummary {
     }
 }
 
-/// The lake the configuration names.
-pub fn open_lake(config: &Config) -> Result<Lake, StageError> {
+/// The lake the configuration names: a local folder, or S3 (with the AWS
+/// configuration from the environment, `AWS_ENDPOINT_URL` included).
+pub async fn open_lake(config: &Config) -> Lake {
     match &config.lake_uri {
-        LakeUri::File(path) => Ok(Lake::new(Arc::new(LocalStore::new(path)))),
-        LakeUri::S3 { .. } => Err(StageError::permanent(format!(
-            "MARKET_DATA_LAKE_URI={}: the S3 lake is not available in this build yet; use file://PATH",
-            config.lake_uri
-        ))),
+        LakeUri::File(path) => Lake::new(Arc::new(LocalStore::new(path))),
+        LakeUri::S3 { .. } => mdp_aws::open_lake(config, &mdp_aws::load_sdk_config().await),
     }
 }
 
@@ -159,7 +157,7 @@ impl Pipeline {
     /// Builds the lake, the chart client and the warehouse (creating the
     /// table if it is missing) from the configuration.
     pub async fn from_config(config: Config) -> Result<Pipeline, StageError> {
-        let lake = open_lake(&config)?;
+        let lake = open_lake(&config).await;
         let source = Arc::new(ChartClient::new(ChartClientSettings::from(&config))?);
         let warehouse = Warehouse::connect(&config).await?;
         warehouse.migrate().await?;
