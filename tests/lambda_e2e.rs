@@ -140,11 +140,7 @@ async fn stack(chart: &ChartReplayServer, max_retries: u32) -> Stack {
         .set("TRANSFORM_DLQ_URL", &queues.transform_dlq)
         .set("LOAD_DLQ_URL", &queues.load_dlq);
     let config = scratch.config();
-    let env = LambdaEnv {
-        lake: mdp_aws::open_lake(&config, &sdk),
-        config,
-        sdk,
-    };
+    let env = LambdaEnv::new(config, sdk);
     let warehouse_config = env.warehouse_config().await.unwrap();
     assert!(
         warehouse_config

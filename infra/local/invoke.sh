@@ -30,7 +30,7 @@ wait_for_port() {
 
 python3 infra/local/local_stack.py up
 cargo build --quiet -p mdp
-target/debug/mdp serve-charts --port "$CHART_PORT" --synthetic-years 1 >/dev/null &
+"${CARGO_TARGET_DIR:-target}/debug/mdp" serve-charts --port "$CHART_PORT" --synthetic-years 1 >/dev/null &
 pids+=($!)
 wait_for_port "$CHART_PORT"
 

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let function = FetchFunction {
         lake: env.lake.clone(),
         source: Arc::new(ChartClient::new(ChartClientSettings::from(&env.config))?),
-        queue: Arc::new(env.queue()),
+        queue: env.queue.clone(),
         transform_queue_url: env
             .required(&env.config.transform_queue_url, "TRANSFORM_QUEUE_URL")?,
         batch: env.batch_context(

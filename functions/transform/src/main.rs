@@ -1,7 +1,5 @@
 //! Cold start: configuration, AWS clients, lake; then batches.
 
-use std::sync::Arc;
-
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mdp_aws::LambdaEnv;
@@ -17,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let function = TransformFunction {
         lake: env.lake.clone(),
         compression: env.config.parquet_compression,
-        queue: Arc::new(env.queue()),
+        queue: env.queue.clone(),
         load_queue_url: env.required(&env.config.load_queue_url, "LOAD_QUEUE_URL")?,
         batch: env.batch_context(
             &env.config.transform_queue_url,

@@ -1,7 +1,5 @@
 //! Cold start: configuration, AWS clients, lake; then one plan per invocation.
 
-use std::sync::Arc;
-
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mdp_aws::LambdaEnv;
 use mdp_core::dates::today_in_new_york;
@@ -14,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let function = ValidateFunction {
         fetch_queue_url: env.required(&env.config.fetch_queue_url, "FETCH_QUEUE_URL")?,
         lake: env.lake.clone(),
-        queue: Arc::new(env.queue()),
+        queue: env.queue.clone(),
         config: env.config.clone(),
     };
     let function = &function;

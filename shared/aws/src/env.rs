@@ -16,6 +16,8 @@ pub struct LambdaEnv {
     pub config: Config,
     pub sdk: SdkConfig,
     pub lake: Lake,
+    /// One SQS client for everything the function sends or reschedules.
+    pub queue: Arc<SqsQueue>,
 }
 
 /// The lake the configuration names: a local folder or S3.
@@ -35,12 +37,19 @@ impl LambdaEnv {
     pub async fn load() -> Result<LambdaEnv, StageError> {
         let config = Config::from_env().map_err(|e| StageError::permanent(e.to_string()))?;
         let sdk = crate::load_sdk_config().await;
-        let lake = open_lake(&config, &sdk);
-        Ok(LambdaEnv { config, sdk, lake })
+        Ok(LambdaEnv::new(config, sdk))
     }
 
-    pub fn queue(&self) -> SqsQueue {
-        SqsQueue::new(sqs_client(&self.sdk))
+    /// From an already checked configuration and AWS configuration.
+    pub fn new(config: Config, sdk: SdkConfig) -> LambdaEnv {
+        let lake = open_lake(&config, &sdk);
+        let queue = Arc::new(SqsQueue::new(sqs_client(&sdk)));
+        LambdaEnv {
+            config,
+            sdk,
+            lake,
+            queue,
+        }
     }
 
     /// A variable the function cannot run without.
@@ -62,7 +71,7 @@ impl LambdaEnv {
         records_in_flight: usize,
     ) -> Result<BatchContext, StageError> {
         Ok(BatchContext {
-            queue: Arc::new(self.queue()),
+            queue: self.queue.clone(),
             source_queue_url: self.required(source, variable)?,
             dead_letter_queue_url: dead_letter.clone(),
             records_in_flight,

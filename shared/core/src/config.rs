@@ -135,6 +135,11 @@ pub struct Config {
     pub batch_size: usize,
     /// Secrets Manager secret holding the warehouse connection (in AWS).
     pub warehouse_secret_arn: Option<String>,
+    /// IAM role Redshift assumes to `COPY` the curated Parquet from S3
+    /// (`WAREHOUSE_REDSHIFT_IAM_ROLE`): an ARN (or comma-separated chain of
+    /// ARNs), or `default` for the cluster's default role. Required when the
+    /// warehouse is Redshift.
+    pub warehouse_redshift_iam_role: Option<String>,
     pub fetch_queue_url: Option<String>,
     pub transform_queue_url: Option<String>,
     pub load_queue_url: Option<String>,
@@ -272,6 +277,18 @@ impl Config {
             .map_err(|why: String| fail("WAREHOUSE_LOAD_STRATEGY", &strategy_raw, &why))?;
         let batch_size = integer("WAREHOUSE_BATCH_SIZE", 1000, 1, 1_000_000)? as usize;
 
+        let warehouse_redshift_iam_role = get(REDSHIFT_IAM_ROLE_VARIABLE);
+        if let Some(role) = &warehouse_redshift_iam_role
+            && !is_redshift_iam_role(role)
+        {
+            return Err(fail(
+                REDSHIFT_IAM_ROLE_VARIABLE,
+                role,
+                REDSHIFT_IAM_ROLE_EXPECTED,
+            ));
+        }
+        check_redshift_iam_role(warehouse_kind, &warehouse_redshift_iam_role)?;
+
         let aws_endpoint_url = get("AWS_ENDPOINT_URL");
         if let Some(url) = &aws_endpoint_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -295,6 +312,7 @@ impl Config {
             load_strategy,
             batch_size,
             warehouse_secret_arn: get("WAREHOUSE_SECRET_ARN"),
+            warehouse_redshift_iam_role,
             fetch_queue_url: get("FETCH_QUEUE_URL"),
             transform_queue_url: get("TRANSFORM_QUEUE_URL"),
             load_queue_url: get("LOAD_QUEUE_URL"),
@@ -315,6 +333,7 @@ impl Config {
             value: redact_url(&url),
             expected: "a secret naming a postgres or redshift warehouse".into(),
         })?;
+        check_redshift_iam_role(kind, &self.warehouse_redshift_iam_role)?;
         Ok(Config {
             warehouse_url: url,
             warehouse_kind: kind,
@@ -342,6 +361,37 @@ pub fn parse_ticker_list(raw: &str) -> Result<Vec<Ticker>, String> {
         return Err("at least one ticker, as CSV (AAPL,MSFT) or a JSON list".into());
     }
     Ok(tickers)
+}
+
+const REDSHIFT_IAM_ROLE_VARIABLE: &str = "WAREHOUSE_REDSHIFT_IAM_ROLE";
+const REDSHIFT_IAM_ROLE_EXPECTED: &str = "an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME, or a comma-separated chain of them) or `default`";
+
+/// A Redshift warehouse loads with `COPY … IAM_ROLE '…'`: the role is required.
+fn check_redshift_iam_role(kind: WarehouseKind, role: &Option<String>) -> Result<(), ConfigError> {
+    if kind == WarehouseKind::Redshift && role.is_none() {
+        return Err(ConfigError {
+            variable: REDSHIFT_IAM_ROLE_VARIABLE,
+            value: String::new(),
+            expected: format!(
+                "required for a redshift warehouse (COPY from S3 assumes it): {REDSHIFT_IAM_ROLE_EXPECTED}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `default`, or ARNs of IAM roles, comma-separated (a role chain). The value
+/// ends up inside a SQL string literal: no quotes, backslashes or spaces.
+fn is_redshift_iam_role(role: &str) -> bool {
+    role.eq_ignore_ascii_case("default")
+        || role.split(',').all(|arn| {
+            arn.starts_with("arn:")
+                && arn.contains(":iam::")
+                && arn.contains(":role/")
+                && arn
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"'\\\"".contains(&b))
+        })
 }
 
 fn warehouse_kind(url: &str) -> Option<WarehouseKind> {
@@ -503,6 +553,61 @@ mod tests {
             assert!(line.contains(var) && line.contains(needle), "{line}");
             assert!(!line.contains('\n'));
         }
+    }
+
+    #[test]
+    fn redshift_needs_an_iam_role_for_copy() {
+        let err =
+            config(&[("WAREHOUSE_URL", "redshift://u:hunter2@cluster:5439/dev")]).unwrap_err();
+        assert_eq!(err.variable, "WAREHOUSE_REDSHIFT_IAM_ROLE");
+        let line = err.to_string();
+        assert!(
+            line.contains("WAREHOUSE_REDSHIFT_IAM_ROLE")
+                && line.contains("required for a redshift warehouse"),
+            "{line}"
+        );
+        assert!(!line.contains("hunter2") && !line.contains('\n'), "{line}");
+
+        let role = "arn:aws:iam::123456789012:role/mdp-copy";
+        let c = config(&[
+            ("WAREHOUSE_URL", "redshift://u:p@cluster:5439/dev"),
+            ("WAREHOUSE_REDSHIFT_IAM_ROLE", role),
+        ])
+        .unwrap();
+        assert_eq!(c.warehouse_kind, WarehouseKind::Redshift);
+        assert_eq!(c.warehouse_redshift_iam_role.as_deref(), Some(role));
+        let chain = "arn:aws:iam::1:role/a,arn:aws-cn:iam::2:role/b";
+        for ok in ["default", "DEFAULT", chain] {
+            let c = config(&[("WAREHOUSE_REDSHIFT_IAM_ROLE", ok)]).unwrap();
+            assert_eq!(c.warehouse_redshift_iam_role.as_deref(), Some(ok));
+        }
+        // Not needed (and unset by default) for other warehouses.
+        assert_eq!(config(&[]).unwrap().warehouse_redshift_iam_role, None);
+        for bad in [
+            "mdp-copy",
+            "arn:aws:iam::1:role/x'; drop",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::1:role/a b",
+        ] {
+            let err = config(&[("WAREHOUSE_REDSHIFT_IAM_ROLE", bad)]).unwrap_err();
+            assert_eq!(err.variable, "WAREHOUSE_REDSHIFT_IAM_ROLE", "{bad}");
+            assert!(err.to_string().contains("IAM role ARN"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_secret_switching_to_redshift_needs_the_iam_role_too() {
+        let c = config(&[("WAREHOUSE_URL", "postgres://u@db/x")]).unwrap();
+        let err = c
+            .with_warehouse_url("redshift://u:hunter2@cluster:5439/dev".into())
+            .unwrap_err();
+        assert_eq!(err.variable, "WAREHOUSE_REDSHIFT_IAM_ROLE");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let c = config(&[("WAREHOUSE_REDSHIFT_IAM_ROLE", "default")]).unwrap();
+        let rs = c
+            .with_warehouse_url("redshift://u:p@cluster:5439/dev".into())
+            .unwrap();
+        assert_eq!(rs.warehouse_kind, WarehouseKind::Redshift);
     }
 
     #[test]

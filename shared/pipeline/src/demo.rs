@@ -39,7 +39,12 @@ pub const DEMO_SERIES: [(&str, &[u8]); 4] = [
 pub const SERVE_SERIES: [(&str, &[u8]); 4] = [
     ("MSFT", DEMO_SERIES[0].1),
     ("NVDA", DEMO_SERIES[1].1),
-    ("AAPL", include_bytes!("../../../tests/fixtures/yahoo/aapl_1d_range6mo_live_last_bar_dividends.json")),
+    (
+        "AAPL",
+        include_bytes!(
+            "../../../tests/fixtures/yahoo/aapl_1d_range6mo_live_last_bar_dividends.json"
+        ),
+    ),
     ("BTC-USD", DEMO_SERIES[3].1),
 ];
 

@@ -193,19 +193,31 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             warehouse.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ServeCharts { port, synthetic_years } => {
+        Command::ServeCharts {
+            port,
+            synthetic_years,
+        } => {
             let server = mdp_chart::ChartReplayServer::start_on(port)
                 .await
-                .map_err(|e| StageError::permanent(format!("listening on 127.0.0.1:{port}: {e}")))?;
+                .map_err(|e| {
+                    StageError::permanent(format!("listening on 127.0.0.1:{port}: {e}"))
+                })?;
             for (symbol, body) in mdp::demo::SERVE_SERIES {
-                server.add_series(symbol, body).map_err(|e| StageError::permanent(format!("{symbol}: {e}")))?;
+                server
+                    .add_series(symbol, body)
+                    .map_err(|e| StageError::permanent(format!("{symbol}: {e}")))?;
             }
             let sessions = synthetic_years as usize * 252;
-            let first_day = today_in_new_york() - chrono::Days::new(u64::from(synthetic_years) * 365);
+            let first_day =
+                today_in_new_york() - chrono::Days::new(u64::from(synthetic_years) * 365);
             let synth = mdp_chart::replay::synthetic_daily_chart("SYNTH", first_day, sessions, 20);
-            server.add_series("SYNTH", &synth).map_err(|e| StageError::permanent(e.to_string()))?;
+            server
+                .add_series("SYNTH", &synth)
+                .map_err(|e| StageError::permanent(e.to_string()))?;
             println!("YAHOO_FINANCE_API_BASE_URL={}", server.base_url());
-            println!("serving MSFT, NVDA, AAPL (2025), BTC-USD and SYNTH ({sessions} sessions from {first_day}); Ctrl-C stops");
+            println!(
+                "serving MSFT, NVDA, AAPL (2025), BTC-USD and SYNTH ({sessions} sessions from {first_day}); Ctrl-C stops"
+            );
             // Serves until the process is interrupted or killed.
             std::future::pending::<()>().await;
             Ok(ExitCode::SUCCESS)

@@ -1,9 +1,78 @@
-//! The table DDL of `infra/warehouse/`, with its placeholders substituted.
+//! The versioned migrations of `infra/warehouse/<dialect>/NNN_description.sql`
+//! (embedded at build time), with their placeholders substituted.
 
-const POSTGRES: &str =
-    include_str!("../../../infra/warehouse/postgres/001_create_fact_market_data.sql");
-const SQLITE: &str =
-    include_str!("../../../infra/warehouse/sqlite/001_create_fact_market_data.sql");
+/// Which folder of `infra/warehouse/` a warehouse's migrations come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Sqlite,
+    Postgres,
+    Redshift,
+}
+
+impl Dir {
+    #[cfg(test)]
+    pub fn name(self) -> &'static str {
+        match self {
+            Dir::Sqlite => "sqlite",
+            Dir::Postgres => "postgres",
+            Dir::Redshift => "redshift",
+        }
+    }
+}
+
+/// One migration file: `NNN_description.sql`, applied once per table, in
+/// version order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Migration {
+    pub version: i32,
+    pub description: &'static str,
+    pub file: &'static str,
+    template: &'static str,
+}
+
+impl Migration {
+    /// From the file name `NNN_description.sql` and its text. The list below
+    /// is checked against the folders by a test, so a bad name fails `cargo test`.
+    fn new(file: &'static str, template: &'static str) -> Migration {
+        let stem = file.strip_suffix(".sql").unwrap_or(file);
+        let (number, description) = stem.split_once('_').unwrap_or((stem, ""));
+        Migration {
+            version: number.parse().unwrap_or(0),
+            description,
+            file,
+            template,
+        }
+    }
+
+    /// The SQL with the placeholders substituted (`schema` is ignored by SQLite).
+    pub fn sql(&self, schema: &str, table: &str) -> String {
+        render(self.template, schema, table)
+    }
+}
+
+macro_rules! migrations {
+    ($dir:literal: $($file:literal),+ $(,)?) => {
+        vec![$(Migration::new(
+            $file,
+            include_str!(concat!("../../../infra/warehouse/", $dir, "/", $file)),
+        )),+]
+    };
+}
+
+/// The migrations of a dialect, oldest first. Add a file to the folder and
+/// its name here; never change a file that has been released (databases
+/// record its version as applied and will not run it again).
+pub(crate) fn migrations(dir: Dir) -> Vec<Migration> {
+    match dir {
+        Dir::Sqlite => migrations!("sqlite": "001_create_fact_market_data.sql"),
+        Dir::Postgres => migrations!(
+            "postgres":
+            "001_create_fact_market_data.sql",
+            "002_adopt_airflow_table.sql",
+        ),
+        Dir::Redshift => migrations!("redshift": "001_create_fact_market_data.sql"),
+    }
+}
 
 /// Longest table-name part of constraint and index names: `idx_` + prefix +
 /// `_ticker_date` stays within Postgres' 63-byte limit, so names never get
@@ -11,12 +80,14 @@ const SQLITE: &str =
 const PREFIX_LEN: usize = 40;
 
 /// Names of the objects the DDL creates for one table.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Names {
     pub unique: String,
     pub indexes: [String; 3],
 }
 
+#[cfg(test)]
 pub(crate) fn names(table: &str) -> Names {
     let prefix = prefix(table);
     Names {
@@ -50,16 +121,6 @@ fn render(template: &str, schema: &str, table: &str) -> String {
         .replace("{prefix}", &inner(prefix(table)))
 }
 
-/// Postgres DDL: schema, table, unique constraint and indexes.
-pub(crate) fn postgres(schema: &str, table: &str) -> String {
-    render(POSTGRES, schema, table)
-}
-
-/// SQLite DDL: table, unique constraint and indexes (no schemas in SQLite).
-pub(crate) fn sqlite(table: &str) -> String {
-    render(SQLITE, "main", table)
-}
-
 #[cfg(test)]
 mod tests {
     use mdp_core::row::COLUMNS;
@@ -76,26 +137,94 @@ mod tests {
             .collect()
     }
 
+    fn first(dir: Dir, schema: &str, table: &str) -> String {
+        migrations(dir)[0].sql(schema, table)
+    }
+
     #[test]
     fn placeholders_are_all_substituted_and_quoted() {
-        for ddl in [postgres("mdp", "facts"), sqlite("facts")] {
-            assert!(!ddl.contains('{') && !ddl.contains('}'), "{ddl}");
-            assert!(ddl.contains("\"uq_facts_ticker_date\" UNIQUE (\"ticker\", \"date\")"));
-            for index in names("facts").indexes {
+        for dir in [Dir::Sqlite, Dir::Postgres, Dir::Redshift] {
+            for m in migrations(dir) {
+                let sql = m.sql("mdp", "facts");
                 assert!(
-                    ddl.contains(&format!("CREATE INDEX IF NOT EXISTS \"{index}\"")),
-                    "{index}"
+                    !sql.contains('{') && !sql.contains('}'),
+                    "{}: {sql}",
+                    m.file
                 );
             }
+            let ddl = first(dir, "mdp", "facts");
+            assert!(ddl.contains("\"uq_facts_ticker_date\" UNIQUE (\"ticker\", \"date\")"));
+            for index in names("facts").indexes {
+                let created = ddl.contains(&format!("CREATE INDEX IF NOT EXISTS \"{index}\""));
+                // Redshift has no secondary indexes: its sort key replaces them.
+                assert_eq!(created, dir != Dir::Redshift, "{dir:?} {index}");
+            }
         }
-        assert!(postgres("mdp", "facts").contains("CREATE TABLE IF NOT EXISTS \"mdp\".\"facts\""));
-        assert!(sqlite("facts").contains("CREATE TABLE IF NOT EXISTS \"facts\""));
+        for dir in [Dir::Postgres, Dir::Redshift] {
+            assert!(
+                first(dir, "mdp", "facts").contains("CREATE TABLE IF NOT EXISTS \"mdp\".\"facts\"")
+            );
+        }
+        assert!(first(Dir::Sqlite, "x", "facts").contains("CREATE TABLE IF NOT EXISTS \"facts\""));
+        let adopt = &migrations(Dir::Postgres)[1];
+        let sql = adopt.sql("mdp", "facts");
+        assert!(sql.contains("'\"mdp\".\"facts\"'::regclass"), "{sql}");
+        assert!(
+            sql.contains("['idx_facts_ticker_date', '\"ticker\", \"date\" DESC'"),
+            "{sql}"
+        );
     }
 
     #[test]
     fn columns_are_in_contract_order() {
-        for ddl in [postgres("s", "t"), sqlite("t")] {
-            assert_eq!(ddl_columns(&ddl), COLUMNS);
+        for dir in [Dir::Sqlite, Dir::Postgres, Dir::Redshift] {
+            assert_eq!(ddl_columns(&first(dir, "s", "t")), COLUMNS, "{dir:?}");
+        }
+    }
+
+    #[test]
+    fn redshift_distributes_and_sorts_by_ticker() {
+        let ddl = first(Dir::Redshift, "s", "t");
+        assert!(
+            ddl.trim_end().ends_with(
+                ")\nDISTSTYLE KEY\nDISTKEY (\"ticker\")\nCOMPOUND SORTKEY (\"ticker\", \"date\");"
+            ),
+            "{ddl}"
+        );
+        assert!(!ddl.contains("INDEX"), "{ddl}");
+        assert!(ddl.contains("\"ticker\"               VARCHAR(16)      NOT NULL"));
+        assert!(ddl.contains("\"updated_at\"           TIMESTAMPTZ      NOT NULL"));
+    }
+
+    /// Every file of each folder is listed, versions count up from 1 without
+    /// gaps, and names are `NNN_description.sql`.
+    #[test]
+    fn the_list_matches_the_folders() {
+        for dir in [Dir::Sqlite, Dir::Postgres, Dir::Redshift] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../infra/warehouse")
+                .join(dir.name());
+            let mut files: Vec<String> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|f| f.ends_with(".sql"))
+                .collect();
+            files.sort();
+            let listed = migrations(dir);
+            let names: Vec<&str> = listed.iter().map(|m| m.file).collect();
+            assert_eq!(names, files, "{dir:?}");
+            for (i, m) in listed.iter().enumerate() {
+                assert_eq!(m.version, i as i32 + 1, "{}", m.file);
+                assert_eq!(&m.file[..4], format!("{:03}_", m.version), "{}", m.file);
+                assert!(
+                    !m.description.is_empty()
+                        && m.description
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                    "{}",
+                    m.file
+                );
+            }
         }
     }
 

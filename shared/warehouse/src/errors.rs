@@ -10,6 +10,8 @@ use mdp_core::{ErrorClass, StageError};
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,
+    /// Postgres SQLSTATEs, plus Redshift's own transient conditions.
+    Redshift,
 }
 
 /// Postgres SQLSTATE classes worth retrying: 08 connection exception,
@@ -20,9 +22,16 @@ const PG_TRANSIENT_CLASSES: [&str; 4] = ["08", "40", "53", "57"];
 /// SQLite primary result codes worth retrying: BUSY, LOCKED, IOERR, FULL.
 const SQLITE_TRANSIENT_CODES: [i64; 4] = [5, 6, 10, 13];
 
+/// Redshift reports a serializable isolation violation (its error 1023:
+/// another transaction touched the same table; retrying succeeds) with a
+/// generic SQLSTATE: recognised by its message.
+const REDSHIFT_TRANSIENT_MESSAGES: [&str; 1] = ["serializable isolation violation"];
+
 pub(crate) fn class_of_sqlstate(dialect: Dialect, code: &str) -> ErrorClass {
     let transient = match dialect {
-        Dialect::Postgres => PG_TRANSIENT_CLASSES.iter().any(|c| code.starts_with(c)),
+        Dialect::Postgres | Dialect::Redshift => {
+            PG_TRANSIENT_CLASSES.iter().any(|c| code.starts_with(c))
+        }
         // sqlx reports the extended result code; its low byte is the primary code.
         Dialect::Sqlite => code
             .parse::<i64>()
@@ -44,6 +53,14 @@ pub(crate) fn class_of(dialect: Dialect, err: &sqlx::Error) -> ErrorClass {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::BeginFailed => ErrorClass::Transient,
+        sqlx::Error::Database(db)
+            if dialect == Dialect::Redshift
+                && REDSHIFT_TRANSIENT_MESSAGES
+                    .iter()
+                    .any(|m| db.message().to_ascii_lowercase().contains(m)) =>
+        {
+            ErrorClass::Transient
+        }
         sqlx::Error::Database(db) => match db.code() {
             Some(code) => class_of_sqlstate(dialect, &code),
             None => ErrorClass::Permanent,
@@ -187,6 +204,18 @@ mod tests {
                 ErrorClass::Permanent,
                 "{code}"
             );
+        }
+    }
+
+    #[test]
+    fn redshift_uses_postgres_sqlstates() {
+        for (code, class) in [
+            ("40001", ErrorClass::Transient),
+            ("57P01", ErrorClass::Transient),
+            ("XX000", ErrorClass::Permanent),
+            ("42601", ErrorClass::Permanent),
+        ] {
+            assert_eq!(class_of_sqlstate(Dialect::Redshift, code), class, "{code}");
         }
     }
 

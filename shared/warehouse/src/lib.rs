@@ -1,12 +1,15 @@
 //! The warehouse (DESIGN.md section 6): the `fact_market_data` table in
-//! SQLite (the embedded default) or Postgres, its DDL, and the loader with
-//! the three load strategies.
+//! SQLite (the embedded default), Postgres or Redshift, its versioned
+//! migrations (`infra/warehouse/<dialect>/NNN_description.sql`, applied by
+//! [`Warehouse::migrate`]), and the loader with the three load strategies.
 //!
 //! Every load is one transaction: it either applies completely or leaves the
 //! table exactly as it was. Postgres loads stream the rows with binary `COPY`
 //! into a temporary staging table, then apply them with one set-based
 //! statement; SQLite loads use multi-row `INSERT ... ON CONFLICT` statements of
-//! at most `WAREHOUSE_BATCH_SIZE` rows.
+//! at most `WAREHOUSE_BATCH_SIZE` rows; Redshift loads `COPY` the curated
+//! Parquet files straight from S3 into a staging table, then `MERGE` (or
+//! insert-where-absent, or delete-then-insert): see [`Warehouse::load_from_lake`].
 //!
 //! Values round-trip exactly: floats bit for bit, dates, and timestamps to
 //! the microsecond (finer digits are dropped, as Postgres keeps microseconds).
@@ -14,8 +17,10 @@
 mod columns;
 mod ddl;
 mod errors;
+mod migrate;
 mod pgcopy;
 mod postgres;
+mod redshift;
 mod sqlite;
 mod stage;
 
@@ -56,6 +61,8 @@ impl LoadReport {
 enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+    /// Redshift over the Postgres wire protocol (simple queries only).
+    Redshift(PgPool),
 }
 
 /// A connection pool to the warehouse and where its table is.
@@ -68,6 +75,8 @@ pub struct Warehouse {
     schema: String,
     table: String,
     batch_size: usize,
+    /// The role Redshift assumes for `COPY` (`WAREHOUSE_REDSHIFT_IAM_ROLE`).
+    redshift_iam_role: Option<String>,
 }
 
 impl fmt::Debug for Warehouse {
@@ -83,9 +92,11 @@ impl fmt::Debug for Warehouse {
 
 impl Warehouse {
     /// Connects to `WAREHOUSE_URL` (`config.warehouse_url`): `sqlite://PATH`
-    /// (the file and its folder are created if missing) or `postgres://…`.
+    /// (the file and its folder are created if missing), `postgres://…`, or
+    /// `redshift://user:pass@host:5439/db` (Postgres wire protocol, TLS
+    /// required by default; needs `WAREHOUSE_REDSHIFT_IAM_ROLE`).
     /// The connection is tried at once, so an unreachable warehouse is a
-    /// transient error here. Redshift is not supported yet (permanent error).
+    /// transient error here.
     pub async fn connect(config: &Config) -> Result<Warehouse, StageError> {
         let redacted_url = redact_url(&config.warehouse_url);
         let secrets = Secrets::of_url(&config.warehouse_url);
@@ -102,9 +113,17 @@ impl Warehouse {
                     .map_err(|e| e.into_stage_error(Dialect::Postgres, &secrets, &what))?,
             ),
             WarehouseKind::Redshift => {
-                return Err(StageError::permanent(format!(
-                    "{what}: redshift warehouse is not supported yet; use postgres://… or sqlite://…"
-                )));
+                if config.warehouse_redshift_iam_role.is_none() {
+                    return Err(StageError::permanent(format!(
+                        "{what}: invalid configuration: WAREHOUSE_REDSHIFT_IAM_ROLE is not set; \
+                         a redshift warehouse loads with COPY from S3 under that role"
+                    )));
+                }
+                Pool::Redshift(
+                    redshift::connect(&config.warehouse_url)
+                        .await
+                        .map_err(|e| e.into_stage_error(Dialect::Redshift, &secrets, &what))?,
+                )
             }
         };
         let warehouse = Warehouse {
@@ -115,6 +134,7 @@ impl Warehouse {
             schema: config.warehouse_schema.clone(),
             table: config.warehouse_table.clone(),
             batch_size: config.batch_size.max(1),
+            redshift_iam_role: config.warehouse_redshift_iam_role.clone(),
         };
         tracing::debug!(warehouse = %warehouse.describe(), "connected to warehouse");
         Ok(warehouse)
@@ -135,11 +155,16 @@ impl Warehouse {
         )
     }
 
-    /// `schema.table` (Postgres) or `table` (SQLite, which has no schemas).
+    /// Which warehouse this is.
+    pub fn kind(&self) -> WarehouseKind {
+        self.kind
+    }
+
+    /// `schema.table` (Postgres, Redshift) or `table` (SQLite, which has no schemas).
     fn qualified_name(&self) -> String {
         match self.pool {
             Pool::Sqlite(_) => self.table.clone(),
-            Pool::Postgres(_) => format!("{}.{}", self.schema, self.table),
+            Pool::Postgres(_) | Pool::Redshift(_) => format!("{}.{}", self.schema, self.table),
         }
     }
 
@@ -147,6 +172,7 @@ impl Warehouse {
         match self.pool {
             Pool::Sqlite(_) => Dialect::Sqlite,
             Pool::Postgres(_) => Dialect::Postgres,
+            Pool::Redshift(_) => Dialect::Redshift,
         }
     }
 
@@ -154,17 +180,29 @@ impl Warehouse {
         err.into_stage_error(self.dialect(), &self.secrets, what)
     }
 
-    /// Creates the schema (Postgres), the table, its unique constraint and
-    /// indexes when missing (`infra/warehouse/*/001_create_fact_market_data.sql`).
-    /// Idempotent; existing tables are left as they are.
+    /// Applies the migrations of `infra/warehouse/<dialect>/` the table has
+    /// not had yet, each in its own transaction with its record in
+    /// `mdp_schema_migrations`: 001 creates the schema (Postgres, Redshift),
+    /// the table, its unique constraint and indexes (Redshift: distribution
+    /// and sort keys instead); Postgres 002 adopts a table made by the
+    /// original Airflow DDL in place. Idempotent: when every version is
+    /// recorded it only reads. A table that predates the versioning is
+    /// recognised (its 001 is recorded, not run). See `migrate.rs`.
     pub async fn migrate(&self) -> Result<(), StageError> {
         let result = match &self.pool {
-            Pool::Sqlite(pool) => sqlite::migrate(pool, &self.table).await,
-            Pool::Postgres(pool) => postgres::migrate(pool, &self.schema, &self.table).await,
+            Pool::Sqlite(pool) => migrate::migrate_sqlite(pool, &self.table).await,
+            Pool::Postgres(pool) => {
+                migrate::migrate_pg(pool, migrate::Flavor::Postgres, &self.schema, &self.table)
+                    .await
+            }
+            Pool::Redshift(pool) => {
+                migrate::migrate_pg(pool, migrate::Flavor::Redshift, &self.schema, &self.table)
+                    .await
+            }
         };
         result.map_err(|e| {
             self.fail(
-                &format!("creating warehouse table {}", self.qualified_name()),
+                &format!("migrating warehouse table {}", self.qualified_name()),
                 e,
             )
         })
@@ -201,8 +239,24 @@ impl Warehouse {
         let result = match &self.pool {
             Pool::Sqlite(pool) => sqlite::load(pool, &self.table, &job).await,
             Pool::Postgres(pool) => postgres::load(pool, &self.schema, &self.table, &job).await,
+            Pool::Redshift(_) => Err(Failure::Data(
+                "a redshift warehouse loads the curated files from S3 (load_from_lake), \
+                 not rows sent by the client"
+                    .into(),
+            )),
         };
         let report = result.map_err(|e| self.fail(&what, e))?;
+        self.log_load(ticker, strategy, &report, started);
+        Ok(report)
+    }
+
+    fn log_load(
+        &self,
+        ticker: &Ticker,
+        strategy: LoadStrategy,
+        report: &LoadReport,
+        started: Instant,
+    ) {
         tracing::info!(
             ticker = %ticker,
             table = %self.qualified_name(),
@@ -214,7 +268,6 @@ impl Warehouse {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded into warehouse"
         );
-        Ok(report)
     }
 
     /// The table's rows, of one ticker or of all, ordered by ticker (byte
@@ -226,29 +279,36 @@ impl Warehouse {
             Pool::Postgres(pool) => {
                 postgres::read_rows(pool, &self.schema, &self.table, ticker).await
             }
+            Pool::Redshift(_) => Err(Failure::Data(
+                "reading rows back is not supported on redshift; query the table with SQL".into(),
+            )),
         };
         result.map_err(|e| self.fail(&format!("reading {}", self.qualified_name()), e))
     }
 
-    /// Drops the table (benchmarks start from an empty warehouse).
+    /// Drops the table (benchmarks start from an empty warehouse); the next
+    /// [`Warehouse::migrate`] creates it again (its migration records are
+    /// then stale and replaced).
     pub async fn drop_table(&self) -> Result<(), StageError> {
         let sql = match &self.pool {
             // Schema and table are checked identifiers (Config), quoted here.
             Pool::Sqlite(_) => format!("DROP TABLE IF EXISTS \"{}\"", self.table),
-            Pool::Postgres(_) => format!(
+            Pool::Postgres(_) | Pool::Redshift(_) => format!(
                 "DROP TABLE IF EXISTS \"{}\".\"{}\"",
                 self.schema, self.table
             ),
         };
         let result = match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            Pool::Sqlite(pool) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
                 .execute(pool)
                 .await
                 .map(drop),
-            Pool::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .execute(pool)
-                .await
-                .map(drop),
+            Pool::Postgres(pool) | Pool::Redshift(pool) => {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                    .execute(pool)
+                    .await
+                    .map(drop)
+            }
         };
         result.map_err(|e| {
             self.fail(
@@ -262,7 +322,7 @@ impl Warehouse {
     pub async fn close(&self) {
         match &self.pool {
             Pool::Sqlite(pool) => pool.close().await,
-            Pool::Postgres(pool) => pool.close().await,
+            Pool::Postgres(pool) | Pool::Redshift(pool) => pool.close().await,
         }
     }
 }

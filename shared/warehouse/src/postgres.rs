@@ -1,5 +1,24 @@
 //! Postgres: binary COPY into a temporary staging table, then one set-based
 //! statement per strategy, all in one transaction.
+//!
+//! The staging → target statements name their columns (`INSERT INTO target
+//! (ticker, date, …) SELECT ticker, date, … FROM stage`), so they work on any
+//! table holding the contract columns, in any order and with more columns:
+//! also on a table created by the original Airflow DDL and adopted in place
+//! by migration 002 (`id SERIAL` keeps drawing from its sequence; upserts
+//! never touch it).
+//!
+//! On such a table the prices and indicators are DECIMAL(18,6), and the
+//! staged DOUBLE PRECISION values reach them through Postgres' assignment
+//! cast float8 → numeric: the value is first written with 15 significant
+//! digits (`float8_numeric` uses DBL_DIG), then rounded half away from zero
+//! to 6 decimal places. So 1/3 is stored as 0.333333, 2.5e-7 as 0.000000,
+//! 5e-7 as 0.000001, -5e-7 as -0.000001, 123456789012.345678 as
+//! 123456789012.346000 (15 digits); a value of 10^12 or more does not fit
+//! (numeric field overflow, a permanent error that rolls the load back).
+//! Reading back (`read_rows`) casts to float8, so the stored decimal comes
+//! back as the nearest double. Upserts compare after the cast (`EXCLUDED`
+//! holds the rounded values), so reloading the same rows rewrites nothing.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,7 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sqlx::{AssertSqlSafe, Connection, PgPool, Row};
 
 use crate::columns::{self, KINDS, Kind, Owned, column_list, quote_ident};
-use crate::{Failure, Job, LoadReport, ddl, pgcopy};
+use crate::{Failure, Job, LoadReport, pgcopy};
 
 /// How long the first connection may take before the warehouse counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -26,7 +45,12 @@ const STAGE: &str = "pg_temp.\"mdp_stage_market_data\"";
 pub(crate) async fn connect(url: &str) -> Result<PgPool, Failure> {
     let options = PgConnectOptions::from_str(url)?.application_name("mdp-warehouse");
     let ssl_mode = default_ssl_mode(url, options.get_host());
-    let options = options.ssl_mode(ssl_mode);
+    connect_with(options.ssl_mode(ssl_mode)).await
+}
+
+/// A lazy pool on `options`, after one direct connection proves the
+/// warehouse reachable (Postgres and Redshift).
+pub(crate) async fn connect_with(options: PgConnectOptions) -> Result<PgPool, Failure> {
     // One direct connection first: the pool would retry a refused connection
     // until its timeout and then report only "pool timed out".
     let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
@@ -86,38 +110,6 @@ fn pg_type(kind: Kind) -> &'static str {
     }
 }
 
-pub(crate) async fn migrate(pool: &PgPool, schema: &str, table: &str) -> Result<(), Failure> {
-    let names = ddl::names(table);
-    let qualified = |name: &str| format!("{}.{}", quote_ident(schema), quote_ident(name));
-    // When everything exists there is nothing to do: no DDL, so a loader role
-    // without CREATE privileges can still run migrate.
-    let complete: bool = sqlx::query_scalar(
-        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL \
-         AND to_regclass($3) IS NOT NULL AND to_regclass($4) IS NOT NULL",
-    )
-    .bind(qualified(table))
-    .bind(qualified(&names.indexes[0]))
-    .bind(qualified(&names.indexes[1]))
-    .bind(qualified(&names.indexes[2]))
-    .fetch_one(pool)
-    .await?;
-    if complete {
-        return Ok(());
-    }
-    let mut tx = pool.begin().await?;
-    // Concurrent migrations of one table wait for each other instead of
-    // racing on the catalog.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("mdp-warehouse migrate {schema}.{table}"))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::raw_sql(AssertSqlSafe(ddl::postgres(schema, table)))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 pub(crate) async fn load(
     pool: &PgPool,
     schema: &str,
@@ -167,7 +159,7 @@ async fn load_in(
     )))
     .execute(&mut *conn)
     .await?;
-    copy_rows(conn, job).await?;
+    copy_rows(conn, STAGE, job.rows, job.batch_size).await?;
 
     let cols = column_list(&COLUMNS, "");
     let insert = format!("INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {STAGE}");
@@ -219,16 +211,22 @@ async fn load_in(
     Ok(report)
 }
 
-/// Streams the rows into the staging table, `batch_size` rows per COPY message.
-async fn copy_rows(conn: &mut PgConnection, job: &Job<'_>) -> Result<(), Failure> {
+/// Streams `rows` into the table `stage` (all contract columns), `batch_size`
+/// rows per COPY message.
+pub(crate) async fn copy_rows(
+    conn: &mut PgConnection,
+    stage: &str,
+    rows: &[CuratedRow],
+    batch_size: usize,
+) -> Result<(), Failure> {
     let statement = format!(
-        "COPY {STAGE} ({}) FROM STDIN (FORMAT binary)",
+        "COPY {stage} ({}) FROM STDIN (FORMAT binary)",
         column_list(&COLUMNS, "")
     );
     let mut copy = conn.copy_in_raw(&statement).await?;
     let mut buf = Vec::new();
     pgcopy::header(&mut buf);
-    for chunk in job.rows.chunks(job.batch_size) {
+    for chunk in rows.chunks(batch_size.max(1)) {
         for row in chunk {
             pgcopy::row(&mut buf, row);
         }
@@ -237,10 +235,10 @@ async fn copy_rows(conn: &mut PgConnection, job: &Job<'_>) -> Result<(), Failure
     pgcopy::trailer(&mut buf);
     copy.send(buf).await?;
     let copied = copy.finish().await?;
-    if copied != job.rows.len() as u64 {
+    if copied != rows.len() as u64 {
         return Err(Failure::Data(format!(
             "COPY took {copied} of {} rows",
-            job.rows.len()
+            rows.len()
         )));
     }
     Ok(())

@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use crate::columns::{self, KINDS, Kind, Owned, Value, column_list, quote_ident, values};
-use crate::{Failure, Job, LoadReport, ddl};
+use crate::{Failure, Job, LoadReport};
 
 /// SQLite's default limit of bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER).
 const MAX_VARIABLES: usize = 32_766;
@@ -51,15 +51,6 @@ pub(crate) async fn connect(url: &str) -> Result<SqlitePool, Failure> {
             .max_lifetime(None);
     }
     Ok(pool.connect_with(options).await?)
-}
-
-pub(crate) async fn migrate(pool: &SqlitePool, table: &str) -> Result<(), Failure> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::raw_sql(AssertSqlSafe(ddl::sqlite(table)))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 pub(crate) fn format_timestamp(ts: DateTime<Utc>) -> String {

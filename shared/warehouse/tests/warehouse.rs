@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use mdp_core::config::LoadStrategy::{self, Append, TruncateInsert, Upsert};
 use mdp_core::row::{COLUMNS, DailyBar};
-use mdp_core::{Config, CuratedRow, ErrorClass, Indicators, InstrumentMeta, StageError, Ticker};
-use mdp_warehouse::{LoadReport, Warehouse};
+use mdp_core::{
+    Config, CuratedRow, ErrorClass, Indicators, InstrumentMeta, Lake, LocalStore, StageError,
+    Ticker,
+};
+use mdp_warehouse::{LoadReport, Warehouse, load_stage, reload_ticker};
 use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -320,6 +323,79 @@ impl Env {
     }
 }
 
+impl Env {
+    /// (version, description, applied_at) recorded for `table`, by version.
+    async fn migrations(&self, table: &str) -> Vec<(i32, String, String)> {
+        match &self.admin {
+            Admin::Sqlite(pool) => sqlx::query_as(
+                "SELECT version, description, applied_at FROM mdp_schema_migrations \
+                 WHERE table_name = ? ORDER BY version",
+            )
+            .bind(table)
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+            Admin::Postgres(pool) => sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT version, description, applied_at::text FROM \"{}\".mdp_schema_migrations \
+                 WHERE table_name = $1 ORDER BY version",
+                self.schema
+            )))
+            .bind(table)
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+        }
+    }
+
+    /// Whether the bookkeeping table exists at all.
+    async fn has_migrations_table(&self) -> bool {
+        match &self.admin {
+            Admin::Sqlite(pool) => {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'mdp_schema_migrations'",
+                )
+                .fetch_one(pool)
+                .await
+                .unwrap()
+                    > 0
+            }
+            Admin::Postgres(pool) => sqlx::query_scalar::<_, bool>(
+                "SELECT to_regclass(format('%I.mdp_schema_migrations', $1::text)) IS NOT NULL",
+            )
+            .bind(&self.schema)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        }
+    }
+
+    /// The first migration of this backend, as the runner would render it.
+    fn create_table_sql(&self, table: &str) -> String {
+        let dir = match self.db {
+            Db::Sqlite => "sqlite",
+            Db::Postgres => "postgres",
+        };
+        let path = format!(
+            "{}/../../infra/warehouse/{dir}/001_create_fact_market_data.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path)
+            .unwrap()
+            .replace("{schema}", &self.schema)
+            .replace("{table}", table)
+            .replace("{prefix}", table)
+    }
+}
+
+/// Writes `rows` as the curated partition of their ticker and `year`; returns its key.
+async fn put_partition(lake: &Lake, rows: &[CuratedRow], year: i32) -> String {
+    let key = Lake::curated_key(&ticker(&rows[0].ticker), year);
+    let bytes =
+        mdp_transform::encode_parquet(rows, mdp_core::config::ParquetCompression::Snappy).unwrap();
+    lake.store().put(&key, bytes).await.unwrap();
+    key
+}
+
 /// Runs `scenario` on a fresh environment of `db` and cleans up, also when
 /// the scenario fails.
 async fn run<F, Fut>(db: Db, scenario: F)
@@ -362,6 +438,9 @@ on_both_backends!(
     failed_load_leaves_the_table_unchanged,
     bad_input_is_rejected_before_touching_the_table,
     the_same_load_twice_at_once_leaves_one_copy,
+    migrations_are_versioned_recorded_and_applied_once,
+    a_table_from_before_the_versioning_is_recognised,
+    loads_from_the_lake_partitions,
 );
 
 fn assert_permanent(err: &StageError, needles: &[&str]) {
@@ -722,6 +801,159 @@ mod scenarios {
         );
         wh.close().await;
     }
+
+    pub async fn migrations_are_versioned_recorded_and_applied_once(env: Arc<Env>) {
+        let expected: &[(i32, &str)] = match env.db {
+            Db::Sqlite => &[(1, "create_fact_market_data")],
+            Db::Postgres => &[(1, "create_fact_market_data"), (2, "adopt_airflow_table")],
+        };
+        let wh = env.warehouse(1000).await;
+        let first = env.migrations(TABLE).await;
+        let got: Vec<(i32, &str)> = first.iter().map(|(v, d, _)| (*v, d.as_str())).collect();
+        assert_eq!(got, expected);
+        assert!(
+            first.iter().all(|(_, _, at)| at.starts_with("20")),
+            "{first:?}"
+        );
+
+        // Again, from this and from a new warehouse: nothing applied, nothing recorded.
+        wh.migrate().await.unwrap();
+        env.warehouse(1000).await.migrate().await.unwrap();
+        assert_eq!(env.migrations(TABLE).await, first);
+
+        // A dropped table comes back with the next migrate.
+        wh.load(&ticker("MSFT"), &rows("MSFT", 0, 2), Upsert)
+            .await
+            .unwrap();
+        wh.drop_table().await.unwrap();
+        wh.migrate().await.unwrap();
+        assert_eq!(env.count(TABLE).await, 0);
+        let again = env.migrations(TABLE).await;
+        let got: Vec<(i32, &str)> = again.iter().map(|(v, d, _)| (*v, d.as_str())).collect();
+        assert_eq!(got, expected);
+        let first = again;
+
+        // Another table of the schema has its own history.
+        env.warehouse_on("other_facts", 1000).await;
+        assert_eq!(env.migrations("other_facts").await.len(), expected.len());
+        assert_eq!(env.migrations(TABLE).await, first);
+
+        // Cold starts at once: every version applied and recorded once.
+        let cfg = env.config("concurrent_facts", 1000);
+        let mut cold_starts = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let cfg = cfg.clone();
+            cold_starts.spawn(async move {
+                let wh = Warehouse::connect(&cfg).await?;
+                wh.migrate().await?;
+                wh.close().await;
+                Ok::<(), StageError>(())
+            });
+        }
+        while let Some(result) = cold_starts.join_next().await {
+            result.unwrap().unwrap();
+        }
+        let got: Vec<i32> = env
+            .migrations("concurrent_facts")
+            .await
+            .iter()
+            .map(|(v, _, _)| *v)
+            .collect();
+        assert_eq!(got, expected.iter().map(|(v, _)| *v).collect::<Vec<_>>());
+        let msft = rows("MSFT", 0, 3);
+        let wh = env.warehouse_on("concurrent_facts", 1000).await;
+        assert_eq!(
+            wh.load(&ticker("MSFT"), &msft, Upsert).await.unwrap(),
+            report(3, 3, 0, 0)
+        );
+        wh.close().await;
+    }
+
+    /// A database made by the 001 file before migrations were versioned (no
+    /// `mdp_schema_migrations`): its 001 is recorded, not run, the rest
+    /// applies, and every row stays.
+    pub async fn a_table_from_before_the_versioning_is_recognised(env: Arc<Env>) {
+        env.exec(&env.create_table_sql(TABLE)).await;
+        let wh = Warehouse::connect(&env.config(TABLE, 1000)).await.unwrap();
+        let msft = rows("MSFT", 0, 20);
+        wh.load(&ticker("MSFT"), &msft, Upsert).await.unwrap();
+        assert!(!env.has_migrations_table().await);
+        let indexes = env.indexes(TABLE).await;
+
+        wh.migrate().await.unwrap();
+        let records = env.migrations(TABLE).await;
+        assert_eq!(
+            records[0].1, "create_fact_market_data (table existed: recorded, not run)",
+            "{records:?}"
+        );
+        assert_eq!(records.len(), if env.db == Db::Postgres { 2 } else { 1 });
+        assert_eq!(env.indexes(TABLE).await, indexes, "no index added twice");
+        assert_identical(&wh.read_rows(None).await.unwrap(), &msft);
+        wh.migrate().await.unwrap();
+        assert_eq!(env.migrations(TABLE).await, records);
+        wh.close().await;
+    }
+
+    pub async fn loads_from_the_lake_partitions(env: Arc<Env>) {
+        let wh = env.warehouse(1000).await;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(Arc::new(LocalStore::new(dir.path())));
+        let msft = ticker("MSFT");
+        let y2024 = rows("MSFT", 0, 30);
+        let y2025 = rows("MSFT", 400, 10);
+        let k2024 = put_partition(&lake, &y2024, 2024).await;
+        let k2025 = put_partition(&lake, &y2025, 2025).await;
+        let request = |keys: Vec<String>| mdp_core::messages::LoadRequest {
+            v: 1,
+            run_id: "test".into(),
+            ticker: msft.clone(),
+            partition_keys: keys,
+            rows: 0,
+            min_date: None,
+            max_date: None,
+        };
+
+        let r = load_stage(&lake, &wh, &request(vec![k2025.clone()]), Upsert)
+            .await
+            .unwrap();
+        assert_eq!(r, report(10, 10, 0, 0));
+        // Repeated keys load once; partitions in year order.
+        let keys = vec![k2025.clone(), k2024.clone(), k2025.clone()];
+        let r = load_stage(&lake, &wh, &request(keys), Append)
+            .await
+            .unwrap();
+        assert_eq!(r, report(40, 30, 0, 0));
+        let all: Vec<CuratedRow> = y2024.iter().chain(&y2025).cloned().collect();
+        assert_identical(&wh.read_rows(None).await.unwrap(), &all);
+
+        let err = load_stage(
+            &lake,
+            &wh,
+            &request(vec![
+                "curated/market_data/ticker=AAPL/year=2024/part-0.parquet".into(),
+            ]),
+            Upsert,
+        )
+        .await
+        .unwrap_err();
+        assert_permanent(&err, &["is not a curated partition of MSFT"]);
+
+        // truncate_insert loads every partition, whatever the message lists.
+        let r = load_stage(&lake, &wh, &request(vec![k2025]), TruncateInsert)
+            .await
+            .unwrap();
+        assert_eq!(r, report(40, 40, 0, 40));
+        let r = reload_ticker(&lake, &wh, &msft, Upsert).await.unwrap();
+        assert_eq!(r, report(40, 0, 0, 0));
+        // An empty lake never wipes the warehouse.
+        let empty = Lake::new(Arc::new(LocalStore::new(dir.path().join("none"))));
+        let err = reload_ticker(&empty, &wh, &msft, TruncateInsert)
+            .await
+            .unwrap_err();
+        assert_permanent(&err, &["no curated rows in the lake"]);
+        assert_eq!(env.count(TABLE).await, 40);
+        wh.close().await;
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -754,14 +986,75 @@ async fn postgres_unreachable_is_transient_and_hides_the_password() {
 }
 
 #[tokio::test]
-async fn redshift_is_not_supported_yet() {
-    let cfg = config(&[(
-        "WAREHOUSE_URL",
-        "redshift://etl:hunter2@cluster:5439/dev".into(),
-    )]);
+async fn redshift_unreachable_is_transient_and_hides_the_password() {
+    let started = Instant::now();
+    let cfg = config(&[
+        (
+            "WAREHOUSE_URL",
+            "redshift://etl:hunter2@127.0.0.1:1/dev".into(),
+        ),
+        ("WAREHOUSE_REDSHIFT_IAM_ROLE", "default".into()),
+    ]);
     let err = Warehouse::connect(&cfg).await.unwrap_err();
-    assert_permanent(&err, &["redshift warehouse is not supported yet"]);
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(
+        err.message.contains("redshift://etl:***@127.0.0.1:1/dev"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A `redshift://` URL speaks the Postgres protocol: pointed at the local
+/// Postgres (TLS off) it connects, and the Redshift load refuses what it
+/// cannot do before sending any SQL.
+#[tokio::test]
+async fn redshift_url_connects_over_the_postgres_protocol() {
+    let url = postgres_url();
+    let Some(rest) = url.strip_prefix("postgres://") else {
+        return;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if !authority.rsplit('@').next().unwrap_or("").contains(':') {
+        return; // no explicit port: redshift:// would default to 5439
+    }
+    let sep = if rest.contains('?') { '&' } else { '?' };
+    let cfg = config(&[
+        (
+            "WAREHOUSE_URL",
+            format!("redshift://{rest}{sep}sslmode=disable"),
+        ),
+        (
+            "WAREHOUSE_REDSHIFT_IAM_ROLE",
+            "arn:aws:iam::1:role/copy".into(),
+        ),
+    ]);
+    let wh = Warehouse::connect(&cfg).await.unwrap();
+    assert!(
+        wh.describe().starts_with("redshift redshift://"),
+        "{}",
+        wh.describe()
+    );
+    assert_eq!(wh.kind(), mdp_core::config::WarehouseKind::Redshift);
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(Arc::new(LocalStore::new(dir.path())));
+    let keys = vec![mdp_core::Lake::curated_key(&ticker("MSFT"), 2024)];
+    put_partition(&lake, &rows("MSFT", 0, 3), 2024).await;
+    let err = wh
+        .load_from_lake(&lake, &ticker("MSFT"), Some(&keys), Upsert)
+        .await
+        .unwrap_err();
+    assert_permanent(
+        &err,
+        &["loads with COPY from S3", "MARKET_DATA_LAKE_URI", "file://"],
+    );
+    let err = wh
+        .load(&ticker("MSFT"), &rows("MSFT", 0, 3), Upsert)
+        .await
+        .unwrap_err();
+    assert_permanent(&err, &["from S3 (load_from_lake)"]);
+    wh.close().await;
 }
 
 #[tokio::test]
@@ -871,6 +1164,310 @@ async fn postgres_copy_failure_leaves_the_table_unchanged() {
             .unwrap();
         assert_eq!(r, report(399, 399, 0, 50));
         assert_identical(&wh.read_rows(None).await.unwrap(), &incoming);
+        wh.close().await;
+    })
+    .await;
+}
+
+/// The original Airflow DDL, exactly (run with the test schema as search path).
+const AIRFLOW_DDL: &str = "CREATE TABLE IF NOT EXISTS fact_market_data (
+    id SERIAL PRIMARY KEY,
+    ticker VARCHAR(10) NOT NULL,
+    date DATE NOT NULL,
+    open DECIMAL(18,6), high DECIMAL(18,6), low DECIMAL(18,6), close DECIMAL(18,6),
+    volume BIGINT,
+    sma_7 DECIMAL(18,6), sma_14 DECIMAL(18,6), sma_20 DECIMAL(18,6), ema_12 DECIMAL(18,6),
+    macd DECIMAL(18,6), macd_signal DECIMAL(18,6), macd_histogram DECIMAL(18,6), rsi DECIMAL(18,6),
+    bb_upper DECIMAL(18,6), bb_middle DECIMAL(18,6), bb_lower DECIMAL(18,6),
+    volatility_20d DECIMAL(18,6), daily_return DECIMAL(18,6), daily_return_pct DECIMAL(18,6),
+    currency VARCHAR(10), exchange VARCHAR(50), instrument_type VARCHAR(50),
+    regular_market_price DECIMAL(18,6), fifty_two_week_high DECIMAL(18,6), fifty_two_week_low DECIMAL(18,6),
+    long_name VARCHAR(255), short_name VARCHAR(100),
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE(ticker, date)
+);";
+
+/// The Airflow table's own columns, for before/after snapshots.
+const AIRFLOW_COLUMNS: &str = "id, ticker, date, open, high, low, close, volume, sma_7, sma_14, \
+    sma_20, ema_12, macd, macd_signal, macd_histogram, rsi, bb_upper, bb_middle, bb_lower, \
+    volatility_20d, daily_return, daily_return_pct, currency, exchange, instrument_type, \
+    regular_market_price, fifty_two_week_high, fifty_two_week_low, long_name, short_name, \
+    created_at, updated_at";
+
+impl Env {
+    fn pg(&self) -> &PgPool {
+        match &self.admin {
+            Admin::Postgres(pool) => pool,
+            Admin::Sqlite(_) => panic!("a Postgres test"),
+        }
+    }
+
+    /// Every row as text, by id (the DECIMALs exactly as stored).
+    async fn snapshot(&self, columns: &str) -> Vec<String> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT ({columns})::text FROM {} ORDER BY id",
+            self.qualified(TABLE)
+        )))
+        .fetch_all(self.pg())
+        .await
+        .unwrap()
+    }
+
+    /// Columns with their full types, and index definitions with names.
+    async fn shape(&self) -> (Vec<String>, Vec<String>) {
+        let columns = sqlx::query_scalar(
+            "SELECT attname || ' ' || format_type(atttypid, atttypmod) || \
+             coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') \
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE attrelid = format('%I.%I', $1::text, $2::text)::regclass AND attnum > 0 AND NOT attisdropped \
+             ORDER BY attnum",
+        )
+        .bind(&self.schema)
+        .bind(TABLE)
+        .fetch_all(self.pg())
+        .await
+        .unwrap();
+        let mut indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexrelid::regclass::text || ' ' || split_part(pg_get_indexdef(indexrelid), ' USING ', 2) \
+             FROM pg_index WHERE indrelid = format('%I.%I', $1::text, $2::text)::regclass",
+        )
+        .bind(&self.schema)
+        .bind(TABLE)
+        .fetch_all(self.pg())
+        .await
+        .unwrap();
+        indexes.sort();
+        (columns, indexes)
+    }
+}
+
+/// Rows whose values fit DECIMAL(18,6) (under 10^12).
+fn fitting(mut rows: Vec<CuratedRow>) -> Vec<CuratedRow> {
+    for r in &mut rows {
+        r.meta.fifty_two_week_high = Some(200.0);
+        r.meta.fifty_two_week_low = Some(50.0);
+    }
+    rows
+}
+
+/// The stored value of a DECIMAL(18,6) read back as f64 is within the rounding.
+fn assert_close(actual: &[CuratedRow], expected: &[CuratedRow]) {
+    assert_eq!(actual.len(), expected.len(), "row count");
+    for (a, e) in actual.iter().zip(expected) {
+        assert_eq!((a.ticker.as_str(), a.date()), (e.ticker.as_str(), e.date()));
+        assert!(
+            (a.bar.close - e.bar.close).abs() <= 5e-7,
+            "{} vs {}",
+            a.bar.close,
+            e.bar.close
+        );
+        // adj_close is the DOUBLE PRECISION column migrate added: exact.
+        assert_eq!(
+            a.bar.adj_close.map(f64::to_bits),
+            e.bar.adj_close.map(f64::to_bits)
+        );
+        assert_eq!(a.bar.volume, e.bar.volume);
+        assert_eq!(a.meta.long_name, e.meta.long_name);
+        assert_eq!(a.updated_at, e.updated_at);
+    }
+}
+
+/// The exact Airflow DDL, with rows inserted by plain INSERTs: migrate adopts
+/// it in place (every row and value kept, adj_close and the indexes added,
+/// ticker widened, DECIMALs left alone, versions recorded), twice is a no-op,
+/// and then every strategy loads into it, each as one transaction.
+#[tokio::test]
+async fn postgres_migrates_the_airflow_table_in_place_and_loads_into_it() {
+    run(Db::Postgres, |env: Arc<Env>| async move {
+        let table = env.qualified(TABLE);
+        env.exec(&format!(
+            "CREATE SCHEMA \"{0}\"; BEGIN; SET LOCAL search_path TO \"{0}\"; {AIRFLOW_DDL} COMMIT;",
+            env.schema
+        ))
+        .await;
+        // Rows as the Airflow pipeline left them, and one index of its tuning
+        // guide under its own name (migrate must not add a twin).
+        env.exec(&format!(
+            "INSERT INTO {table} (ticker, date, open, high, low, close, volume, sma_7, rsi, currency, \
+             exchange, instrument_type, regular_market_price, fifty_two_week_high, fifty_two_week_low, \
+             long_name, short_name) VALUES \
+             ('AAPL', '2024-01-02', 187.150002, 188.440002, 183.885, 185.639999, 82488700, NULL, 54.321012, \
+              'USD', 'NMS', 'EQUITY', 185.64, 199.62, 164.08, 'Apple Inc.', 'Apple'), \
+             ('AAPL', '2024-01-03', 184.220001, 185.880005, 183.429993, 184.25, 58414500, 186.1, 48.5, \
+              'USD', 'NMS', 'EQUITY', 184.25, 199.62, 164.08, 'Apple Inc.', 'Apple'); \
+             INSERT INTO {table} (ticker, date, close, volume, long_name, created_at, updated_at) VALUES \
+             ('MSFT', '2024-01-02', 370.869995, 25258600, 'Microsoft Corporation', '2024-01-02 21:00:00', '2024-01-02 21:00:00'), \
+             ('MSFT', '2024-01-03', 370.600006, NULL, NULL, '2024-01-03 21:00:00', '2024-01-03 21:30:00.123456'); \
+             CREATE INDEX idx_market_data_ticker_date ON {table} (ticker, date DESC);"
+        ))
+        .await;
+        let before = env.snapshot(AIRFLOW_COLUMNS).await;
+        assert_eq!(before.len(), 4);
+        let (columns_before, _) = env.shape().await;
+
+        let wh = env.warehouse(1000).await; // migrates
+        assert_eq!(env.snapshot(AIRFLOW_COLUMNS).await, before, "every row and value kept");
+        let (columns, indexes) = env.shape().await;
+        let mut expected_columns: Vec<String> = columns_before
+            .iter()
+            .map(|c| c.replace("ticker character varying(10)", "ticker character varying(16)"))
+            .collect();
+        expected_columns.push("adj_close double precision".into());
+        assert_eq!(columns, expected_columns);
+        assert!(columns.iter().any(|c| c == "close numeric(18,6)"), "{columns:?}");
+        assert!(columns.iter().any(|c| c.starts_with("id integer default nextval(")), "{columns:?}");
+        let s = &env.schema;
+        let mut expected_indexes = vec![
+            format!("{s}.fact_market_data_pkey btree (id)"),
+            format!("{s}.fact_market_data_ticker_date_key btree (ticker, date)"),
+            format!("{s}.idx_market_data_ticker_date btree (ticker, date DESC)"),
+            format!("{s}.idx_fact_market_data_ticker btree (ticker)"),
+            format!("{s}.idx_fact_market_data_date btree (date DESC)"),
+        ];
+        expected_indexes.sort();
+        assert_eq!(indexes, expected_indexes);
+        let records = env.migrations(TABLE).await;
+        let got: Vec<(i32, &str)> = records.iter().map(|(v, d, _)| (*v, d.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "create_fact_market_data (table existed: recorded, not run)"),
+                (2, "adopt_airflow_table")
+            ]
+        );
+
+        // Twice: nothing changes, not even the records' times.
+        wh.migrate().await.unwrap();
+        assert_eq!(env.migrations(TABLE).await, records);
+        assert_eq!(env.shape().await, (columns.clone(), indexes.clone()));
+        assert_eq!(env.snapshot(AIRFLOW_COLUMNS).await, before);
+
+        let id_of = |ticker: &'static str, date: &'static str| {
+            let env = env.clone();
+            async move {
+                sqlx::query_scalar::<_, i32>(AssertSqlSafe(format!(
+                    "SELECT id FROM {} WHERE ticker = $1 AND date = $2::date",
+                    env.qualified(TABLE)
+                )))
+                .bind(ticker)
+                .bind(date)
+                .fetch_one(env.pg())
+                .await
+                .unwrap()
+            }
+        };
+        let aapl_first = id_of("AAPL", "2024-01-02").await;
+        let msft_rows = |env: Arc<Env>| async move {
+            sqlx::query_scalar::<_, String>(AssertSqlSafe(format!(
+                "SELECT ({AIRFLOW_COLUMNS})::text FROM {} WHERE ticker = 'MSFT' ORDER BY id",
+                env.qualified(TABLE)
+            )))
+            .fetch_all(env.pg())
+            .await
+            .unwrap()
+        };
+        let msft_before = msft_rows(env.clone()).await;
+
+        // Upsert: the two stored AAPL days are updated in place, three are new.
+        let aapl = fitting(rows("AAPL", 0, 5));
+        assert_eq!(wh.load(&ticker("AAPL"), &aapl, Upsert).await.unwrap(), report(5, 3, 2, 0));
+        assert_eq!(env.count(TABLE).await, 7);
+        assert_eq!(id_of("AAPL", "2024-01-02").await, aapl_first, "updated in place");
+        let new_id = id_of("AAPL", "2024-01-06").await;
+        assert!(new_id > 4, "serial continues: {new_id}");
+        let back = wh.read_rows(Some(&ticker("AAPL"))).await.unwrap();
+        assert_close(&back, &aapl);
+        // Updated rows keep the created_at the Airflow pipeline stored; new rows get theirs.
+        assert_ne!(back[0].created_at, aapl[0].created_at);
+        assert_eq!(back[4].created_at, aapl[4].created_at);
+        // Reloading the same rows rewrites nothing: compared after the DECIMAL cast.
+        assert_eq!(
+            wh.load(&ticker("AAPL"), &later(aapl.clone(), TimeDelta::days(1)), Upsert)
+                .await
+                .unwrap(),
+            report(5, 0, 0, 0)
+        );
+
+        // Append: days 3 and 4 exist, 5 and 6 are new.
+        let more = fitting(rows("AAPL", 3, 4));
+        assert_eq!(wh.load(&ticker("AAPL"), &more, Append).await.unwrap(), report(4, 2, 0, 0));
+        assert_eq!(env.count(TABLE).await, 9);
+
+        // Truncate_insert: AAPL's 7 rows replaced; MSFT's stored rows untouched.
+        let replacement = fitting(rows("AAPL", 10, 3));
+        assert_eq!(
+            wh.load(&ticker("AAPL"), &replacement, TruncateInsert).await.unwrap(),
+            report(3, 3, 0, 7)
+        );
+        assert_eq!(env.count(TABLE).await, 5);
+        assert_close(&wh.read_rows(Some(&ticker("AAPL"))).await.unwrap(), &replacement);
+        assert_eq!(msft_rows(env.clone()).await, msft_before);
+        let distinct: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(DISTINCT (ticker, date)) FROM {table}"
+        )))
+        .fetch_one(env.pg())
+        .await
+        .unwrap();
+        assert_eq!(distinct, 5, "never a duplicate");
+
+        // DECIMAL(18,6) rounding of the loaded doubles (15 significant digits,
+        // then half away from zero to 6 places), and a 12-character ticker
+        // the widened column now holds.
+        let long = ticker("ABCDEFGHIJ.K");
+        let mut r = fitting(rows("ABCDEFGHIJ.K", 0, 1)).remove(0);
+        r.bar.open = Some(1.0 / 3.0);
+        r.bar.high = Some(5e-7);
+        r.bar.low = Some(-5e-7);
+        r.bar.close = 123_456_789_012.345_67;
+        r.indicators.sma_7 = Some(2.5e-7);
+        r.indicators.rsi = Some(0.123_456_5);
+        r.bar.adj_close = Some(1.0 / 3.0);
+        assert_eq!(wh.load(&long, &[r], Upsert).await.unwrap(), report(1, 1, 0, 0));
+        let stored: (String, String, String, String, String, String, f64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT open::text, high::text, low::text, close::text, sma_7::text, rsi::text, adj_close \
+             FROM {table} WHERE ticker = 'ABCDEFGHIJ.K'"
+        )))
+        .fetch_one(env.pg())
+        .await
+        .unwrap();
+        assert_eq!(
+            stored,
+            (
+                "0.333333".into(),
+                "0.000001".into(),
+                "-0.000001".into(),
+                "123456789012.346000".into(),
+                "0.000000".into(),
+                "0.123457".into(),
+                1.0 / 3.0
+            )
+        );
+        // 10^12 does not fit: a permanent error, nothing written.
+        let mut too_big = fitting(rows("AAPL", 20, 2));
+        too_big[1].bar.close = 1e12;
+        let full = env.snapshot(&format!("{AIRFLOW_COLUMNS}, adj_close")).await;
+        let err = wh.load(&ticker("AAPL"), &too_big, Upsert).await.unwrap_err();
+        assert_permanent(&err, &["numeric field overflow"]);
+        assert_eq!(env.snapshot(&format!("{AIRFLOW_COLUMNS}, adj_close")).await, full);
+
+        // A failure between staging and merge (a trigger refusing one row)
+        // leaves the table as it was, for every strategy.
+        env.exec(&format!(
+            "CREATE FUNCTION \"{s}\".refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF NEW.ticker = 'AAPL' AND NEW.date = DATE '2024-01-16' THEN \
+             RAISE EXCEPTION 'refused AAPL 2024-01-16'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION \"{s}\".refuse()"
+        ))
+        .await;
+        let mut incoming = later(fitting(rows("AAPL", 10, 5)), TimeDelta::days(2)); // 2 new, ending 2024-01-16
+        incoming[0].bar.close += 1.0;
+        for strategy in strategy_names() {
+            let err = wh.load(&ticker("AAPL"), &incoming, strategy).await.unwrap_err();
+            assert_permanent(&err, &["loading AAPL into", "refused AAPL 2024-01-16"]);
+            assert_eq!(env.snapshot(&format!("{AIRFLOW_COLUMNS}, adj_close")).await, full, "{strategy}");
+        }
+        env.exec(&format!("DROP TRIGGER refuse ON {table}")).await;
+        assert_eq!(wh.load(&ticker("AAPL"), &incoming, Upsert).await.unwrap(), report(5, 2, 1, 0));
         wh.close().await;
     })
     .await;

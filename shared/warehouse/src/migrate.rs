@@ -1,0 +1,467 @@
+//! The migration runner: applies the versions of `infra/warehouse/<dialect>/`
+//! (see [`crate::ddl`]) that a table has not had yet, oldest first, each in
+//! its own transaction together with its record in `mdp_schema_migrations`.
+//!
+//! Bookkeeping: `mdp_schema_migrations` lives in the warehouse schema (SQLite:
+//! the database) and holds one row per (table, version) applied:
+//!
+//! ```text
+//! table_name TEXT, version INT, description TEXT, applied_at TIMESTAMPTZ,
+//! PRIMARY KEY (table_name, version)
+//! ```
+//!
+//! The table name is part of the key because the migrations are templates of
+//! the fact table's name (`WAREHOUSE_TABLE_MARKET_DATA`): several fact tables
+//! can share a schema (the benchmarks and tests do), and each has its own history.
+//!
+//! Databases that predate the versioning: when the fact table exists but
+//! has no record, version 1 (which only creates the table) is recorded as
+//! applied without running it, and the later versions run as usual — on
+//! Postgres, 002 adopts a table created by the original Airflow DDL (adds
+//! `adj_close`, widens `ticker`, adds the missing indexes). After migrating,
+//! the table must have every contract column, or migrate fails with the list
+//! of what is missing.
+//!
+//! A table that was dropped (`Warehouse::drop_table`, `mdp bench`) has stale
+//! records: they are deleted and every version applies again.
+//!
+//! Concurrency: Postgres serialises migrations of a schema with
+//! `pg_advisory_xact_lock` taken first in each version's transaction, and
+//! re-reads the records under it, so concurrent cold starts apply each version
+//! once. Redshift has no advisory locks: each transaction `LOCK`s
+//! `mdp_schema_migrations` instead. SQLite takes the database write lock
+//! (`BEGIN IMMEDIATE`).
+//!
+//! When every version is recorded, migrate only reads (no DDL, no lock): a
+//! loader role without CREATE privileges can run it.
+//!
+//! Postgres and Redshift statements go through the simple query protocol
+//! (`raw_sql`, values as escaped literals): see [`crate::redshift`] for why
+//! Redshift needs that; Postgres shares the code.
+
+use std::collections::BTreeSet;
+
+use mdp_core::row::COLUMNS;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row, SqliteConnection, SqlitePool};
+
+use crate::Failure;
+use crate::columns::quote_ident;
+use crate::ddl::{Dir, Migration, migrations};
+
+/// The bookkeeping table.
+pub(crate) const MIGRATIONS_TABLE: &str = "mdp_schema_migrations";
+
+/// A SQL string literal. Callers pass identifiers checked by the
+/// configuration, tickers, migration names and S3 URIs without backslashes
+/// (checked in [`crate::redshift`]), so doubling quotes is all it takes under
+/// both Postgres' and Redshift's literal rules.
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Postgres or Redshift: the same wire protocol, different locks and clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    Postgres,
+    Redshift,
+}
+
+impl Flavor {
+    fn dir(self) -> Dir {
+        match self {
+            Flavor::Postgres => Dir::Postgres,
+            Flavor::Redshift => Dir::Redshift,
+        }
+    }
+
+    /// The name as the catalog stores it: Redshift folds quoted identifiers
+    /// to lower case (unless `enable_case_sensitive_identifier` is on).
+    fn catalog_name(self, ident: &str) -> String {
+        match self {
+            Flavor::Postgres => ident.to_string(),
+            Flavor::Redshift => ident.to_ascii_lowercase(),
+        }
+    }
+
+    fn now(self) -> &'static str {
+        match self {
+            Flavor::Postgres => "now()",
+            // UTC (sqlx sets TimeZone=UTC at connect); Redshift has no now().
+            Flavor::Redshift => "GETDATE()",
+        }
+    }
+}
+
+/// Applies the pending migrations of `schema.table` on Postgres or Redshift.
+pub(crate) async fn migrate_pg(
+    pool: &PgPool,
+    flavor: Flavor,
+    schema: &str,
+    table: &str,
+) -> Result<(), Failure> {
+    let all = migrations(flavor.dir());
+    let mut conn = pool.acquire().await?;
+    // Records of a table that no longer exists (dropped) do not count.
+    let done = if bookkeeping_exists(&mut conn, flavor, schema).await?
+        && table_exists(&mut conn, flavor, schema, table).await?
+    {
+        applied_pg(&mut conn, schema, table).await?
+    } else {
+        BTreeSet::new()
+    };
+    if all.iter().any(|m| !done.contains(&m.version)) {
+        for migration in &all {
+            apply_pg(&mut conn, flavor, schema, table, migration).await?;
+        }
+    }
+    check_columns(
+        present_columns_pg(&mut conn, flavor, schema, table).await?,
+        schema,
+        table,
+    )
+}
+
+async fn fetch_strings(conn: &mut PgConnection, sql: String) -> Result<Vec<String>, Failure> {
+    let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(Failure::Db))
+        .collect()
+}
+
+async fn exists(conn: &mut PgConnection, sql: String) -> Result<bool, Failure> {
+    Ok(!fetch_strings(conn, sql).await?.is_empty())
+}
+
+async fn bookkeeping_exists(
+    conn: &mut PgConnection,
+    flavor: Flavor,
+    schema: &str,
+) -> Result<bool, Failure> {
+    table_exists(conn, flavor, schema, MIGRATIONS_TABLE).await
+}
+
+async fn table_exists(
+    conn: &mut PgConnection,
+    flavor: Flavor,
+    schema: &str,
+    table: &str,
+) -> Result<bool, Failure> {
+    exists(
+        conn,
+        format!(
+            "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = {} AND tablename = {}",
+            literal(&flavor.catalog_name(schema)),
+            literal(&flavor.catalog_name(table)),
+        ),
+    )
+    .await
+}
+
+async fn applied_pg(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<BTreeSet<i32>, Failure> {
+    let versions = fetch_strings(
+        conn,
+        format!(
+            "SELECT version::text FROM {}.{} WHERE table_name = {}",
+            quote_ident(schema),
+            quote_ident(MIGRATIONS_TABLE),
+            literal(table)
+        ),
+    )
+    .await?;
+    versions
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Failure::Data(format!("{MIGRATIONS_TABLE} holds version {v:?}")))
+        })
+        .collect()
+}
+
+/// One version in one transaction: lock, re-read the records, then apply
+/// (or adopt) and record, or do nothing when another process got there first.
+async fn apply_pg(
+    conn: &mut PgConnection,
+    flavor: Flavor,
+    schema: &str,
+    table: &str,
+    migration: &Migration,
+) -> Result<(), Failure> {
+    let mut tx = conn.begin().await?;
+    let bookkeeping = format!("{}.{}", quote_ident(schema), quote_ident(MIGRATIONS_TABLE));
+    let create_bookkeeping = format!(
+        "CREATE TABLE IF NOT EXISTS {bookkeeping} (\
+         \"table_name\" VARCHAR(128) NOT NULL, \"version\" INTEGER NOT NULL, \
+         \"description\" VARCHAR(256) NOT NULL, \"applied_at\" TIMESTAMPTZ NOT NULL, \
+         PRIMARY KEY (\"table_name\", \"version\"))"
+    );
+    match flavor {
+        Flavor::Postgres => {
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "SELECT pg_advisory_xact_lock(hashtext({}))",
+                literal(&format!("mdp-warehouse migrate {schema}"))
+            )))
+            .execute(&mut *tx)
+            .await?;
+            // CREATE SCHEMA IF NOT EXISTS checks the CREATE privilege on the
+            // database even when the schema exists: only run it when needed.
+            let schema_missing = !exists(
+                &mut tx,
+                format!(
+                    "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = {}",
+                    literal(schema)
+                ),
+            )
+            .await?;
+            if schema_missing {
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}",
+                    quote_ident(schema)
+                )))
+                .execute(&mut *tx)
+                .await?;
+            }
+            if !bookkeeping_exists(&mut tx, flavor, schema).await? {
+                sqlx::raw_sql(AssertSqlSafe(create_bookkeeping))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Flavor::Redshift => {
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {}; {create_bookkeeping}; LOCK {bookkeeping}",
+                quote_ident(schema)
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    let table_there = table_exists(&mut tx, flavor, schema, table).await?;
+    if !table_there {
+        // The table was dropped (`mdp bench` does): its records are stale.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM {bookkeeping} WHERE \"table_name\" = {}",
+            literal(table)
+        )))
+        .execute(&mut *tx)
+        .await?;
+    } else if applied_pg(&mut tx, schema, table)
+        .await?
+        .contains(&migration.version)
+    {
+        tx.commit().await?;
+        return Ok(());
+    }
+    let adopted = migration.version == 1 && table_there;
+    if adopted {
+        tracing::info!(
+            table = %format!("{schema}.{table}"),
+            "the table predates versioned migrations: recording {} as applied",
+            migration.file
+        );
+    } else {
+        sqlx::raw_sql(AssertSqlSafe(migration.sql(schema, table)))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "INSERT INTO {bookkeeping} (\"table_name\", \"version\", \"description\", \"applied_at\") \
+         VALUES ({}, {}, {}, {})",
+        literal(table),
+        migration.version,
+        literal(&description(migration, adopted)),
+        flavor.now()
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        table = %format!("{schema}.{table}"),
+        version = migration.version,
+        "applied migration {}",
+        migration.file
+    );
+    Ok(())
+}
+
+fn description(migration: &Migration, adopted: bool) -> String {
+    if adopted {
+        format!(
+            "{} (table existed: recorded, not run)",
+            migration.description
+        )
+    } else {
+        migration.description.to_string()
+    }
+}
+
+async fn present_columns_pg(
+    conn: &mut PgConnection,
+    flavor: Flavor,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<String>, Failure> {
+    fetch_strings(
+        conn,
+        format!(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = {} AND table_name = {}",
+            literal(&flavor.catalog_name(schema)),
+            literal(&flavor.catalog_name(table)),
+        ),
+    )
+    .await
+}
+
+/// Every contract column must be there (extra columns, like the Airflow
+/// table's `id`, are fine: loads name their columns).
+fn check_columns(present: Vec<String>, schema: &str, table: &str) -> Result<(), Failure> {
+    let missing: Vec<&str> = COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !present.iter().any(|p| p == c))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Data(format!(
+            "table {schema}.{table} has no column {} after migrating: it is not a market-data \
+             table the migrations can adopt",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// Applies the pending migrations of `table` on SQLite.
+pub(crate) async fn migrate_sqlite(pool: &SqlitePool, table: &str) -> Result<(), Failure> {
+    let all = migrations(Dir::Sqlite);
+    let mut conn = pool.acquire().await?;
+    // Records of a table that no longer exists (dropped) do not count.
+    let done = if sqlite_table_exists(&mut conn, MIGRATIONS_TABLE).await?
+        && sqlite_table_exists(&mut conn, table).await?
+    {
+        applied_sqlite(&mut conn, table).await?
+    } else {
+        BTreeSet::new()
+    };
+    if all.iter().any(|m| !done.contains(&m.version)) {
+        for migration in &all {
+            apply_sqlite(&mut conn, table, migration).await?;
+        }
+    }
+    let present: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+            .bind(table)
+            .fetch_all(&mut *conn)
+            .await?;
+    check_columns(present, "main", table)
+}
+
+async fn sqlite_table_exists(conn: &mut SqliteConnection, table: &str) -> Result<bool, Failure> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(table)
+            .fetch_one(conn)
+            .await?;
+    Ok(n > 0)
+}
+
+async fn applied_sqlite(
+    conn: &mut SqliteConnection,
+    table: &str,
+) -> Result<BTreeSet<i32>, Failure> {
+    let versions: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM {} WHERE table_name = ?",
+        quote_ident(MIGRATIONS_TABLE)
+    )))
+    .bind(table)
+    .fetch_all(conn)
+    .await?;
+    Ok(versions.into_iter().collect())
+}
+
+async fn apply_sqlite(
+    conn: &mut SqliteConnection,
+    table: &str,
+    migration: &Migration,
+) -> Result<(), Failure> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {} (\
+         \"table_name\" TEXT NOT NULL, \"version\" INTEGER NOT NULL, \
+         \"description\" TEXT NOT NULL, \"applied_at\" TEXT NOT NULL, \
+         PRIMARY KEY (\"table_name\", \"version\"))",
+        quote_ident(MIGRATIONS_TABLE)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let table_there = sqlite_table_exists(&mut tx, table).await?;
+    if !table_there {
+        // The table was dropped (`mdp bench` does): its records are stale.
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE \"table_name\" = ?",
+            quote_ident(MIGRATIONS_TABLE)
+        )))
+        .bind(table)
+        .execute(&mut *tx)
+        .await?;
+    } else if applied_sqlite(&mut tx, table)
+        .await?
+        .contains(&migration.version)
+    {
+        tx.commit().await?;
+        return Ok(());
+    }
+    let adopted = migration.version == 1 && table_there;
+    if !adopted {
+        sqlx::raw_sql(AssertSqlSafe(migration.sql("main", table)))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {} (\"table_name\", \"version\", \"description\", \"applied_at\") \
+         VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        quote_ident(MIGRATIONS_TABLE)
+    )))
+    .bind(table)
+    .bind(migration.version)
+    .bind(description(migration, adopted))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        table,
+        version = migration.version,
+        "applied migration {}",
+        migration.file
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_double_their_quotes() {
+        assert_eq!(literal("plain"), "'plain'");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn missing_contract_columns_are_named() {
+        let mut present: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+        present.push("id".into());
+        assert!(check_columns(present.clone(), "s", "t").is_ok());
+        present.retain(|c| c != "adj_close" && c != "rsi");
+        match check_columns(present, "s", "t") {
+            Err(Failure::Data(why)) => {
+                assert!(why.contains("s.t has no column adj_close, rsi"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
