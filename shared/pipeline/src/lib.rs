@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod load_bench;
 pub mod runner;
 
 pub use runner::{Pipeline, RunSummary, TickerOutcome, TickerSummary};

@@ -71,6 +71,12 @@ enum Command {
         /// Postgres to load into (default: MDP_BENCH_POSTGRES_URL, else the local test database).
         #[arg(long)]
         postgres_url: Option<String>,
+        /// Tickers in the warehouse load comparison (0 skips it).
+        #[arg(long, default_value_t = 400)]
+        load_tickers: usize,
+        /// Years of daily rows per ticker in the load comparison.
+        #[arg(long, default_value_t = 10)]
+        load_years: u32,
     },
 }
 
@@ -172,6 +178,9 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                     }
                 }
             }
+            if let Some(peak) = mdp::bench::peak_rss_mb() {
+                println!("peak memory {peak:.1} MB");
+            }
             if results.is_empty() {
                 println!(
                     "the lake {} holds no curated partitions",
@@ -226,6 +235,8 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             years,
             bars,
             postgres_url,
+            load_tickers,
+            load_years,
         } => {
             let postgres_url = postgres_url
                 .or_else(|| std::env::var("MDP_BENCH_POSTGRES_URL").ok())
@@ -233,10 +244,18 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             let report = run_bench(&BenchOptions {
                 years,
                 indicator_bars: bars,
-                postgres_url,
+                postgres_url: postgres_url.clone(),
             })
             .await?;
             print!("{report}");
+            if load_tickers > 0 {
+                let options = mdp::load_bench::LoadBenchOptions {
+                    tickers: load_tickers,
+                    years: load_years,
+                    postgres_url,
+                };
+                print!("{}", mdp::load_bench::run_load_bench(&options).await?);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
