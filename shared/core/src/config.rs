@@ -133,6 +133,8 @@ pub struct Config {
     pub warehouse_table: String,
     pub load_strategy: LoadStrategy,
     pub batch_size: usize,
+    /// Connections in the warehouse pool of one process (one warm function).
+    pub warehouse_pool_size: u32,
     /// Secrets Manager secret holding the warehouse connection (in AWS).
     pub warehouse_secret_arn: Option<String>,
     /// IAM role Redshift assumes to `COPY` the curated Parquet from S3
@@ -276,6 +278,7 @@ impl Config {
             .parse()
             .map_err(|why: String| fail("WAREHOUSE_LOAD_STRATEGY", &strategy_raw, &why))?;
         let batch_size = integer("WAREHOUSE_BATCH_SIZE", 1000, 1, 1_000_000)? as usize;
+        let warehouse_pool_size = integer("WAREHOUSE_POOL_SIZE", 4, 1, 100)? as u32;
 
         let warehouse_redshift_iam_role = get(REDSHIFT_IAM_ROLE_VARIABLE);
         if let Some(role) = &warehouse_redshift_iam_role
@@ -311,6 +314,7 @@ impl Config {
             warehouse_table,
             load_strategy,
             batch_size,
+            warehouse_pool_size,
             warehouse_secret_arn: get("WAREHOUSE_SECRET_ARN"),
             warehouse_redshift_iam_role,
             fetch_queue_url: get("FETCH_QUEUE_URL"),
@@ -543,6 +547,7 @@ mod tests {
                 "upsert, append, truncate_insert",
             ),
             ("WAREHOUSE_BATCH_SIZE", "0", "whole number from 1"),
+            ("WAREHOUSE_POOL_SIZE", "0", "whole number from 1 to 100"),
             ("YAHOO_FINANCE_API_BASE_URL", "ftp://x", "http"),
             ("AWS_ENDPOINT_URL", "localhost:5000", "http"),
         ];

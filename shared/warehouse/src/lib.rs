@@ -103,12 +103,12 @@ impl Warehouse {
         let what = format!("connecting to warehouse {redacted_url}");
         let pool = match config.warehouse_kind {
             WarehouseKind::Sqlite => Pool::Sqlite(
-                sqlite::connect(&config.warehouse_url)
+                sqlite::connect(&config.warehouse_url, config.warehouse_pool_size)
                     .await
                     .map_err(|e| e.into_stage_error(Dialect::Sqlite, &secrets, &what))?,
             ),
             WarehouseKind::Postgres => Pool::Postgres(
-                postgres::connect(&config.warehouse_url)
+                postgres::connect(&config.warehouse_url, config.warehouse_pool_size)
                     .await
                     .map_err(|e| e.into_stage_error(Dialect::Postgres, &secrets, &what))?,
             ),
@@ -120,7 +120,7 @@ impl Warehouse {
                     )));
                 }
                 Pool::Redshift(
-                    redshift::connect(&config.warehouse_url)
+                    redshift::connect(&config.warehouse_url, config.warehouse_pool_size)
                         .await
                         .map_err(|e| e.into_stage_error(Dialect::Redshift, &secrets, &what))?,
                 )

@@ -37,20 +37,26 @@ use crate::{Failure, Job, LoadReport, pgcopy};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a load waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_CONNECTIONS: u32 = 4;
 
 /// The staging table of a load: temporary, dropped at commit or rollback.
 const STAGE: &str = "pg_temp.\"mdp_stage_market_data\"";
 
-pub(crate) async fn connect(url: &str) -> Result<PgPool, Failure> {
-    let options = PgConnectOptions::from_str(url)?.application_name("mdp-warehouse");
+pub(crate) async fn connect(url: &str, pool_size: u32) -> Result<PgPool, Failure> {
+    let mut options = PgConnectOptions::from_str(url)?;
+    // The URL may name the application (e.g. to tell functions apart in pg_stat_activity).
+    if !url.contains("application_name=") {
+        options = options.application_name("mdp-warehouse");
+    }
     let ssl_mode = default_ssl_mode(url, options.get_host());
-    connect_with(options.ssl_mode(ssl_mode)).await
+    connect_with(options.ssl_mode(ssl_mode), pool_size).await
 }
 
 /// A lazy pool on `options`, after one direct connection proves the
 /// warehouse reachable (Postgres and Redshift).
-pub(crate) async fn connect_with(options: PgConnectOptions) -> Result<PgPool, Failure> {
+pub(crate) async fn connect_with(
+    options: PgConnectOptions,
+    pool_size: u32,
+) -> Result<PgPool, Failure> {
     // One direct connection first: the pool would retry a refused connection
     // until its timeout and then report only "pool timed out".
     let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
@@ -62,8 +68,11 @@ pub(crate) async fn connect_with(options: PgConnectOptions) -> Result<PgPool, Fa
             ))
         })??;
     probe.close().await?;
+    // Connections are checked before each use (sqlx's default), so one the
+    // server dropped while a function was frozen is replaced, not handed out.
     Ok(PgPoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
+        .max_connections(pool_size.max(1))
+        .test_before_acquire(true)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy_with(options))
 }

@@ -144,8 +144,8 @@ fn has_port(after_scheme: &str) -> bool {
         .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
 }
 
-pub(crate) async fn connect(url: &str) -> Result<PgPool, Failure> {
-    postgres::connect_with(connect_options(url)?).await
+pub(crate) async fn connect(url: &str, pool_size: u32) -> Result<PgPool, Failure> {
+    postgres::connect_with(connect_options(url)?, pool_size).await
 }
 
 /// What a statement of a load is, for [`run`]: most are just executed; some

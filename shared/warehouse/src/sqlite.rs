@@ -20,14 +20,13 @@ const MAX_VARIABLES: usize = 32_766;
 /// Rows per statement the parameter limit allows.
 const MAX_ROWS_PER_STATEMENT: usize = MAX_VARIABLES / COLUMNS.len();
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_CONNECTIONS: u32 = 4;
 
 /// Dates as stored: `YYYY-MM-DD`.
 const DATE_FORMAT: &str = "%Y-%m-%d";
 /// Timestamps as stored: RFC 3339 UTC with exactly six fractional digits.
 const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
-pub(crate) async fn connect(url: &str) -> Result<SqlitePool, Failure> {
+pub(crate) async fn connect(url: &str, pool_size: u32) -> Result<SqlitePool, Failure> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .busy_timeout(BUSY_TIMEOUT);
@@ -42,7 +41,7 @@ pub(crate) async fn connect(url: &str) -> Result<SqlitePool, Failure> {
             .await
             .map_err(Failure::Io)?;
     }
-    let mut pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS);
+    let mut pool = SqlitePoolOptions::new().max_connections(pool_size.max(1));
     if in_memory {
         // An in-memory database lives as long as one of its connections.
         pool = pool

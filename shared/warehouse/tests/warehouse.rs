@@ -1472,3 +1472,44 @@ async fn postgres_migrates_the_airflow_table_in_place_and_loads_into_it() {
     })
     .await;
 }
+
+/// A warm function's pooled connection can be cut by the server (idle
+/// timeout, failover, restart): the next load gets a new one.
+#[tokio::test]
+async fn postgres_pool_replaces_a_connection_the_server_dropped() {
+    let app = format!("mdp_wh_test_drop_{:016x}", fastrand::u64(..));
+    let schema = app.clone();
+    let url = format!("{}?application_name={app}", postgres_url());
+    let wh = Warehouse::connect(&config(&[
+        ("WAREHOUSE_URL", url),
+        ("WAREHOUSE_SCHEMA", schema.clone()),
+        ("WAREHOUSE_POOL_SIZE", "1".into()),
+    ]))
+    .await
+    .unwrap();
+    wh.migrate().await.unwrap();
+    let t = ticker("DROP");
+    wh.load(&t, &rows("DROP", 0, 10), Upsert).await.unwrap();
+
+    let admin = PgPool::connect(&postgres_url()).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) t",
+    )
+    .bind(&app)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the pooled connection was there to drop");
+
+    let result = wh.load(&t, &rows("DROP", 0, 20), Upsert).await;
+    let rows_after = wh.read_rows(Some(&t)).await;
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let report = result.expect("the next load reconnects");
+    assert_eq!(report.inserted, 10);
+    assert_identical(&rows_after.unwrap(), &rows("DROP", 0, 20));
+}
