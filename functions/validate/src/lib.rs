@@ -60,3 +60,47 @@ impl ValidateFunction {
         Ok(response)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_input_direct_invoke_and_eventbridge_events_are_read_alike() {
+        let direct =
+            parse_event(serde_json::json!({"tickers": ["AAPL", "msft"], "date": "2025-11-26"}))
+                .unwrap();
+        assert_eq!(
+            direct.tickers.as_deref(),
+            Some(&["AAPL".to_string(), "msft".to_string()][..])
+        );
+        assert_eq!(direct.date, Some("2025-11-26".parse().unwrap()));
+        let wrapped = parse_event(serde_json::json!({
+            "version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
+            "detail": {"tickers": ["AAPL", "msft"], "date": "2025-11-26"}
+        }))
+        .unwrap();
+        assert_eq!(wrapped, direct);
+        assert_eq!(
+            parse_event(serde_json::Value::Null).unwrap(),
+            ScheduleEvent::default()
+        );
+        assert_eq!(
+            parse_event(serde_json::json!({})).unwrap(),
+            ScheduleEvent::default()
+        );
+    }
+
+    #[test]
+    fn a_bad_schedule_input_is_permanent_and_says_why() {
+        for bad in [
+            serde_json::json!({"tickers": "AAPL"}),
+            serde_json::json!({"date": "yesterday"}),
+            serde_json::json!([1, 2]),
+        ] {
+            let err = parse_event(bad).unwrap_err();
+            assert!(!err.is_transient());
+            assert!(err.message.contains("invalid schedule input"), "{err}");
+        }
+    }
+}
