@@ -112,6 +112,7 @@ def main():
     finally:
         chart.kill()
         subprocess.run(["psql", postgres, "-q", "-c", f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"])
+        local_stack.down()
 
 
 if __name__ == "__main__":
