@@ -10,6 +10,11 @@ use mdp_core::{Config, Lake, LocalStore, StageError};
 use mdp_lambda::BatchContext;
 use serde::Deserialize;
 
+/// URL user info and path text: everything but unreserved characters escaped.
+fn userinfo(s: &str) -> String {
+    mdp_core::encoding::percent_encode(s, mdp_core::encoding::UNRESERVED)
+}
+
 use crate::{S3Store, SqsQueue, describe, s3_client, sqs_client};
 
 pub struct LambdaEnv {
@@ -164,24 +169,11 @@ pub fn warehouse_url_from_secret(text: &str) -> Result<String, String> {
     });
     Ok(format!(
         "{scheme}://{}:{}@{}:{port}/{}",
-        encode_userinfo(&s.username),
-        encode_userinfo(&s.password),
+        userinfo(&s.username),
+        userinfo(&s.password),
         s.host,
-        encode_userinfo(&db)
+        userinfo(&db)
     ))
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn encode_userinfo(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{Days, NaiveDate};
 use mdp_core::chart::{ChartOutcome, classify_response};
+use mdp_core::encoding::{UNRESERVED, percent_encode};
 use mdp_core::source::{ChartContent, ChartFetch, MarketDataSource};
 use mdp_core::{Config, StageError, Ticker};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -191,15 +192,7 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Percent-encodes a URL path segment (`^GSPC` → `%5EGSPC`, `EURUSD=X` → `EURUSD%3DX`).
 pub fn encode_path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encode(s, UNRESERVED)
 }
 
 #[cfg(test)]

@@ -171,8 +171,8 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<State>>) -> st
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("user-agent"))
         .map(|(_, v)| v.trim().to_string());
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let symbol =
-        mdp_core::lake::percent_decode(path.rsplit('/').next().unwrap_or("")).to_ascii_uppercase();
+    let symbol = mdp_core::encoding::percent_decode(path.rsplit('/').next().unwrap_or(""))
+        .to_ascii_uppercase();
     let param = |name: &str| {
         query
             .split('&')

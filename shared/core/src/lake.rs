@@ -287,7 +287,7 @@ impl Lake {
             else {
                 continue;
             };
-            match Ticker::parse(&percent_decode(value)) {
+            match Ticker::parse(&crate::encoding::percent_decode(value)) {
                 Ok(t) if !tickers.contains(&t) => tickers.push(t),
                 Ok(_) => {}
                 Err(e) => {
@@ -317,28 +317,6 @@ impl Lake {
         let bytes = serde_json::to_vec(mark).expect("a watermark serialises");
         Ok(self.store.put(&Self::state_key(ticker), bytes).await?)
     }
-}
-
-/// Decodes `%XX` escapes of a partition value (`%5EGSPC` → `^GSPC`).
-pub fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -437,8 +415,6 @@ mod tests {
             .map(|t| t.to_string())
             .collect();
         assert_eq!(names, ["EURUSD=X", "MSFT", "^GSPC"]);
-        assert_eq!(percent_decode("%5EGSPC"), "^GSPC");
-        assert_eq!(percent_decode("100%"), "100%");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@
 pub mod chart;
 pub mod config;
 pub mod dates;
+pub mod encoding;
 pub mod error;
 pub mod lake;
 pub mod logging;

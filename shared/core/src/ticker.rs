@@ -42,15 +42,7 @@ impl Ticker {
     /// The Hive partition value: every character outside `A-Z a-z 0-9 . _ -`
     /// percent-encoded (`^GSPC` → `%5EGSPC`), as pyarrow, polars and Athena decode it.
     pub fn partition_value(&self) -> String {
-        let mut out = String::with_capacity(self.0.len() + 4);
-        for b in self.0.bytes() {
-            if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
+        crate::encoding::percent_encode(&self.0, b"._-")
     }
 }
 

@@ -132,7 +132,10 @@ impl Secrets {
                 }
             }
         }
-        let decoded: Vec<String> = found.iter().map(|s| percent_decode(s)).collect();
+        let decoded: Vec<String> = found
+            .iter()
+            .map(|s| mdp_core::encoding::percent_decode(s))
+            .collect();
         found.extend(decoded);
         // Very short "passwords" would blank out ordinary words; sqlx messages do
         // not repeat passwords anyway, this is a second line of defence.
@@ -147,26 +150,6 @@ impl Secrets {
             t.replace(secret.as_str(), "***")
         })
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `what: error`, classified, without secrets.
