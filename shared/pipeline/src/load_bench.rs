@@ -198,7 +198,7 @@ async fn write_lake_and_csv(
             long_name: Some(format!("{name} Synthetic Inc.")),
             short_name: Some(name.clone()),
         };
-        let rows = merge_history(&name, Vec::new(), &bars, &meta, now);
+        let rows = merge_history(&name, &[], &bars, &meta, now);
         let ticker = mdp_core::Ticker::parse(&name).expect("valid ticker");
         let mut start = 0;
         while start < rows.len() {

@@ -23,14 +23,14 @@ pub fn lake_now() -> DateTime<Utc> {
 /// a new row gets `now` for both. So replaying the same bars changes nothing.
 pub fn merge_history(
     ticker: &str,
-    stored: Vec<CuratedRow>,
+    stored: &[CuratedRow],
     incoming: &[DailyBar],
     meta: &InstrumentMeta,
     now: DateTime<Utc>,
 ) -> Vec<CuratedRow> {
-    let stored: BTreeMap<NaiveDate, CuratedRow> =
-        stored.into_iter().map(|r| (r.date(), r)).collect();
-    let mut merged: BTreeMap<NaiveDate, CuratedRow> = stored.clone();
+    let stored: BTreeMap<NaiveDate, &CuratedRow> = stored.iter().map(|r| (r.date(), r)).collect();
+    let mut merged: BTreeMap<NaiveDate, CuratedRow> =
+        stored.iter().map(|(d, r)| (*d, (*r).clone())).collect();
     for bar in incoming {
         merged.insert(
             bar.date,

@@ -76,13 +76,7 @@ pub async fn transform_stage(
     let incoming = series.bars_in_range(request.start, request.end);
 
     let stored = read_history(lake, ticker).await?;
-    let rows = merge_history(
-        ticker.as_str(),
-        stored.clone(),
-        &incoming,
-        &series.meta,
-        now,
-    );
+    let rows = merge_history(ticker.as_str(), &stored, &incoming, &series.meta, now);
     let stored_by_year = group_by_year(&stored);
     let merged_by_year = group_by_year(&rows);
 
