@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate, Weekday};
+use mdp_core::row::DailyBar;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -294,47 +295,54 @@ fn slice_series(full: &Value, period1: Option<i64>, period2: Option<i64>) -> Vec
     serde_json::to_vec(&out).expect("a JSON value serialises")
 }
 
-/// A synthetic but well-formed daily chart response: `sessions` weekday bars
-/// from `first_day` on, stamped 14:30 UTC, a deterministic random walk from
-/// `seed`. Used by benchmarks that need years of history.
+/// Synthetic daily bars: `sessions` weekdays from `first_day` on, a
+/// deterministic random walk from `seed`. Benchmarks use them for years of
+/// history, as chart responses ([`synthetic_daily_chart`]) or as lake rows.
+pub fn synthetic_bars(first_day: NaiveDate, sessions: usize, seed: u64) -> Vec<DailyBar> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut bars = Vec::with_capacity(sessions);
+    let mut day = first_day;
+    let mut price = 50.0 + rng.f64() * 100.0;
+    while bars.len() < sessions {
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            let open = price;
+            price *= 1.0 + (rng.f64() - 0.5) * 0.04;
+            bars.push(DailyBar {
+                date: day,
+                open: Some(open),
+                high: Some(open.max(price) * (1.0 + rng.f64() * 0.01)),
+                low: Some(open.min(price) * (1.0 - rng.f64() * 0.01)),
+                close: price,
+                adj_close: Some(price * 0.98),
+                volume: Some(rng.i64(1_000_000..50_000_000)),
+            });
+        }
+        day = day.succ_opt().expect("date in range");
+    }
+    bars
+}
+
+/// A well-formed daily chart response of [`synthetic_bars`] for `symbol`,
+/// stamped 14:30 UTC (a New York session open).
 pub fn synthetic_daily_chart(
     symbol: &str,
     first_day: NaiveDate,
     sessions: usize,
     seed: u64,
 ) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut timestamps = Vec::with_capacity(sessions);
-    let (mut open, mut high, mut low, mut close, mut adj, mut volume) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    let mut day = first_day;
-    let mut price = 100.0f64;
-    while timestamps.len() < sessions {
-        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-            let ts = day
+    let bars = synthetic_bars(first_day, sessions, seed);
+    let column = |f: fn(&DailyBar) -> Option<f64>| bars.iter().map(f).collect::<Vec<_>>();
+    let timestamps: Vec<i64> = bars
+        .iter()
+        .map(|b| {
+            b.date
                 .and_hms_opt(14, 30, 0)
                 .expect("valid time")
                 .and_utc()
-                .timestamp();
-            let o = price;
-            price *= 1.0 + (rng.f64() - 0.5) * 0.04;
-            let c = price;
-            timestamps.push(ts);
-            open.push(o);
-            close.push(c);
-            high.push(o.max(c) * (1.0 + rng.f64() * 0.01));
-            low.push(o.min(c) * (1.0 - rng.f64() * 0.01));
-            adj.push(c * 0.98);
-            volume.push(rng.u64(1_000_000..50_000_000));
-        }
-        day = day.succ_opt().expect("date in range");
-    }
+                .timestamp()
+        })
+        .collect();
+    let price = bars.last().map_or(100.0, |b| b.close);
     let body = json!({"chart": {"result": [{
         "meta": {
             "currency": "USD", "symbol": symbol, "exchangeName": "NMS", "fullExchangeName": "NasdaqGS",
@@ -346,8 +354,12 @@ pub fn synthetic_daily_chart(
         },
         "timestamp": timestamps,
         "indicators": {
-            "quote": [{"open": open, "high": high, "low": low, "close": close, "volume": volume}],
-            "adjclose": [{"adjclose": adj}]
+            "quote": [{
+                "open": column(|b| b.open), "high": column(|b| b.high), "low": column(|b| b.low),
+                "close": column(|b| Some(b.close)),
+                "volume": bars.iter().map(|b| b.volume).collect::<Vec<_>>()
+            }],
+            "adjclose": [{"adjclose": column(|b| b.adj_close)}]
         }
     }], "error": null}});
     serde_json::to_vec(&body).expect("a JSON value serialises")

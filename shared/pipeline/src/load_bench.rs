@@ -9,8 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, NaiveDate, Weekday};
-use mdp_core::row::{COLUMNS, DailyBar};
+use chrono::{Datelike, NaiveDate};
+use mdp_chart::replay::synthetic_bars;
+use mdp_core::row::COLUMNS;
 use mdp_core::{Config, CuratedRow, InstrumentMeta, Lake, LocalStore, StageError};
 use mdp_transform::{encode_parquet, lake_now, merge_history};
 use mdp_warehouse::Warehouse;
@@ -183,11 +184,12 @@ async fn write_lake_and_csv(
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let sessions = options.years as usize * 252;
     let now = lake_now();
+    let first_day: NaiveDate = "2015-01-02".parse().expect("valid date");
     let mut names = Vec::with_capacity(options.tickers);
     let mut total = 0;
     for k in 0..options.tickers {
         let name = format!("B{k:04}");
-        let bars = synthetic_bars(k as u64, sessions);
+        let bars = synthetic_bars(first_day, sessions, k as u64);
         let meta = InstrumentMeta {
             currency: Some("USD".into()),
             exchange: Some("NMS".into()),
@@ -226,30 +228,6 @@ async fn write_lake_and_csv(
     out.flush()
         .map_err(|e| StageError::permanent(e.to_string()))?;
     Ok((names, total))
-}
-
-fn synthetic_bars(seed: u64, sessions: usize) -> Vec<DailyBar> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut day: NaiveDate = "2015-01-02".parse().expect("valid date");
-    let mut price = 50.0 + rng.f64() * 100.0;
-    let mut bars = Vec::with_capacity(sessions);
-    while bars.len() < sessions {
-        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-            let open = price;
-            price *= 1.0 + (rng.f64() - 0.5) * 0.04;
-            bars.push(DailyBar {
-                date: day,
-                open: Some(open),
-                high: Some(open.max(price) * 1.005),
-                low: Some(open.min(price) * 0.995),
-                close: price,
-                adj_close: Some(price * 0.99),
-                volume: Some(rng.i64(100_000..10_000_000)),
-            });
-        }
-        day = day.succ_opt().expect("date in range");
-    }
-    bars
 }
 
 fn write_csv_row(out: &mut impl Write, r: &CuratedRow) -> std::io::Result<()> {
