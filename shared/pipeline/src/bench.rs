@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use mdp_chart::ChartReplayServer;
-use mdp_chart::replay::synthetic_daily_chart;
+use mdp_chart::replay::{synthetic_bars, synthetic_daily_chart};
 use mdp_core::messages::ScheduleEvent;
 use mdp_core::{Config, StageError};
 use mdp_transform::compute_indicators;
@@ -53,17 +53,10 @@ pub async fn run_bench(options: &BenchOptions) -> Result<String, StageError> {
     setup.warehouse.migrate().await?;
     setup.warehouse.close().await;
 
-    let last_day = {
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-        let ts = v["chart"]["result"][0]["timestamp"]
-            .as_array()
-            .and_then(|a| a.last())
-            .and_then(|t| t.as_i64())
-            .unwrap_or(0);
-        chrono::DateTime::from_timestamp(ts, 0)
-            .map(|t| t.date_naive())
-            .unwrap_or(first_day)
-    };
+    // The same series the server serves: its last session ends the range.
+    let last_day = synthetic_bars(first_day, sessions, 42)
+        .last()
+        .map_or(first_day, |b| b.date);
     let total = Instant::now();
     let pipeline = Pipeline::from_config(config).await?;
     let setup_time = total.elapsed();
