@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::connection::{AirflowWarehouse, ConnectionError, TlsEnv, WarehouseConnection};
+pub use crate::connection::{WarehouseKind, redact_url};
 use crate::ticker::{Ticker, normalise_tickers};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,15 +111,7 @@ impl fmt::Display for LoadStrategy {
     }
 }
 
-/// The warehouse kind, from the scheme of `WAREHOUSE_URL`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WarehouseKind {
-    Sqlite,
-    Postgres,
-    Redshift,
-}
-
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Config {
     pub default_tickers: Vec<Ticker>,
     pub api_base_url: String,
@@ -127,8 +121,20 @@ pub struct Config {
     pub backfill_days: u32,
     pub lake_uri: LakeUri,
     pub parquet_compression: ParquetCompression,
+    /// `WAREHOUSE_URL` as written, or the URL of the Airflow settings or of
+    /// the default. It holds the password: log [`redact_url`] of it, or
+    /// [`WarehouseConnection::redacted`].
     pub warehouse_url: String,
     pub warehouse_kind: WarehouseKind,
+    /// The warehouse connection, parsed once: from `WAREHOUSE_URL`, else the
+    /// Airflow settings (`ENVIRONMENT` and `{DEV,STAGING,PROD}_WAREHOUSE_*`),
+    /// else `sqlite://./data/warehouse.db`.
+    pub warehouse: WarehouseConnection,
+    /// `PGSSLMODE` and `WAREHOUSE_SSL_ROOT_CERT`, kept for a connection read
+    /// later from a secret.
+    pub warehouse_tls_env: TlsEnv,
+    /// `*_WAREHOUSE_REGION` of the Airflow settings, for information.
+    pub warehouse_region: Option<String>,
     pub warehouse_schema: String,
     pub warehouse_table: String,
     pub load_strategy: LoadStrategy,
@@ -249,17 +255,31 @@ impl Config {
             .parse()
             .map_err(|why: String| fail("PARQUET_COMPRESSION", &compression_raw, &why))?;
 
-        let warehouse_url = parsed("WAREHOUSE_URL", DEFAULT_WAREHOUSE_URL)?;
-        let warehouse_kind = warehouse_kind(&warehouse_url).ok_or_else(|| {
-            fail(
-                "WAREHOUSE_URL",
-                &redact_url(&warehouse_url),
-                "sqlite://PATH, postgres://… or redshift://…",
-            )
-        })?;
+        let warehouse_tls_env = TlsEnv::from_lookup(&lookup);
+        let (warehouse, warehouse_url, airflow) = match get("WAREHOUSE_URL") {
+            Some(url) => {
+                let connection = WarehouseConnection::parse_with(&url, &warehouse_tls_env)
+                    .map_err(|e| warehouse_error("WAREHOUSE_URL", &url, e))?;
+                (connection, url, None)
+            }
+            None => match AirflowWarehouse::from_lookup(&lookup)
+                .map_err(|e| warehouse_error("ENVIRONMENT", "", e))?
+            {
+                Some(airflow) => {
+                    let url = airflow.connection.to_url();
+                    (airflow.connection.clone(), url, Some(airflow))
+                }
+                None => (
+                    WarehouseConnection::parse_with(DEFAULT_WAREHOUSE_URL, &warehouse_tls_env)
+                        .map_err(|e| warehouse_error("WAREHOUSE_URL", DEFAULT_WAREHOUSE_URL, e))?,
+                    DEFAULT_WAREHOUSE_URL.to_string(),
+                    None,
+                ),
+            },
+        };
+        let warehouse_kind = warehouse.kind();
 
-        let ident = |name: &'static str, default: &str| -> Result<String, ConfigError> {
-            let v = parsed(name, default)?;
+        let check_ident = |name: &'static str, v: String| -> Result<String, ConfigError> {
             if is_sql_identifier(&v) {
                 Ok(v)
             } else {
@@ -270,7 +290,21 @@ impl Config {
                 ))
             }
         };
-        let warehouse_schema = ident("WAREHOUSE_SCHEMA", "public")?;
+        let ident = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            check_ident(name, parsed(name, default)?)
+        };
+        // WAREHOUSE_SCHEMA wins over the Airflow settings' schema.
+        let warehouse_schema = match &airflow {
+            Some(AirflowWarehouse {
+                environment,
+                schema: Some(schema),
+                ..
+            }) if get("WAREHOUSE_SCHEMA").is_none() => {
+                check_ident(environment.variables().schema, schema.clone())?
+            }
+            _ => ident("WAREHOUSE_SCHEMA", "public")?,
+        };
+        let warehouse_region = airflow.and_then(|a| a.region);
         let warehouse_table = ident("WAREHOUSE_TABLE_MARKET_DATA", "fact_market_data")?;
 
         let strategy_raw = parsed("WAREHOUSE_LOAD_STRATEGY", "upsert")?;
@@ -310,6 +344,9 @@ impl Config {
             parquet_compression,
             warehouse_url,
             warehouse_kind,
+            warehouse,
+            warehouse_tls_env,
+            warehouse_region,
             warehouse_schema,
             warehouse_table,
             load_strategy,
@@ -329,20 +366,134 @@ impl Config {
 }
 
 impl Config {
-    /// The same configuration with another warehouse URL (read from a secret
-    /// at cold start). The URL is checked like `WAREHOUSE_URL`.
-    pub fn with_warehouse_url(&self, url: String) -> Result<Config, ConfigError> {
-        let kind = warehouse_kind(&url).ok_or_else(|| ConfigError {
-            variable: "WAREHOUSE_SECRET_ARN",
-            value: redact_url(&url),
-            expected: "a secret naming a postgres or redshift warehouse".into(),
-        })?;
-        check_redshift_iam_role(kind, &self.warehouse_redshift_iam_role)?;
+    /// The same configuration with another warehouse (read from a secret at
+    /// cold start); `warehouse_url` becomes its [`WarehouseConnection::to_url`].
+    pub fn with_warehouse(&self, warehouse: WarehouseConnection) -> Result<Config, ConfigError> {
+        check_redshift_iam_role(warehouse.kind(), &self.warehouse_redshift_iam_role)?;
         Ok(Config {
-            warehouse_url: url,
-            warehouse_kind: kind,
+            warehouse_url: warehouse.to_url(),
+            warehouse_kind: warehouse.kind(),
+            warehouse,
             ..self.clone()
         })
+    }
+
+    /// The same configuration with another warehouse URL (read from a secret
+    /// at cold start). The URL is checked like `WAREHOUSE_URL`, with the
+    /// environment's `PGSSLMODE` and `WAREHOUSE_SSL_ROOT_CERT`.
+    pub fn with_warehouse_url(&self, url: String) -> Result<Config, ConfigError> {
+        let warehouse =
+            WarehouseConnection::parse_with(&url, &self.warehouse_tls_env).map_err(|e| {
+                match warehouse_error("WAREHOUSE_SECRET_ARN", &url, e) {
+                    ConfigError {
+                        variable: "WAREHOUSE_SECRET_ARN",
+                        value,
+                        expected,
+                    } => ConfigError {
+                        variable: "WAREHOUSE_SECRET_ARN",
+                        value,
+                        expected: format!(
+                            "a secret naming a postgres or redshift warehouse: {expected}"
+                        ),
+                    },
+                    other => other,
+                }
+            })?;
+        Ok(Config {
+            warehouse_url: url,
+            ..self.with_warehouse(warehouse)?
+        })
+    }
+}
+
+/// A warehouse connection error as a configuration error: naming the
+/// variable at fault (`url_variable` unless the error names another), with
+/// the URL redacted.
+fn warehouse_error(url_variable: &'static str, url: &str, err: ConnectionError) -> ConfigError {
+    match err {
+        ConnectionError::Setting {
+            variable,
+            value,
+            expected,
+        } => ConfigError {
+            variable,
+            value,
+            expected,
+        },
+        other => ConfigError {
+            variable: url_variable,
+            value: redact_url(url),
+            expected: other.to_string(),
+        },
+    }
+}
+
+/// Like the derived `Debug`, with the warehouse URL redacted (the
+/// connection's own `Debug` hides its password).
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field named: a new one cannot be forgotten here.
+        let Config {
+            default_tickers,
+            api_base_url,
+            api_timeout,
+            max_retries,
+            retry_delay,
+            backfill_days,
+            lake_uri,
+            parquet_compression,
+            warehouse_url,
+            warehouse_kind,
+            warehouse,
+            warehouse_tls_env,
+            warehouse_region,
+            warehouse_schema,
+            warehouse_table,
+            load_strategy,
+            batch_size,
+            warehouse_pool_size,
+            warehouse_secret_arn,
+            warehouse_redshift_iam_role,
+            fetch_queue_url,
+            transform_queue_url,
+            load_queue_url,
+            fetch_dlq_url,
+            transform_dlq_url,
+            load_dlq_url,
+            aws_endpoint_url,
+        } = self;
+        f.debug_struct("Config")
+            .field("default_tickers", default_tickers)
+            .field("api_base_url", api_base_url)
+            .field("api_timeout", api_timeout)
+            .field("max_retries", max_retries)
+            .field("retry_delay", retry_delay)
+            .field("backfill_days", backfill_days)
+            .field("lake_uri", lake_uri)
+            .field("parquet_compression", parquet_compression)
+            .field(
+                "warehouse_url",
+                &warehouse.scrub(&redact_url(warehouse_url)),
+            )
+            .field("warehouse_kind", warehouse_kind)
+            .field("warehouse", warehouse)
+            .field("warehouse_tls_env", warehouse_tls_env)
+            .field("warehouse_region", warehouse_region)
+            .field("warehouse_schema", warehouse_schema)
+            .field("warehouse_table", warehouse_table)
+            .field("load_strategy", load_strategy)
+            .field("batch_size", batch_size)
+            .field("warehouse_pool_size", warehouse_pool_size)
+            .field("warehouse_secret_arn", warehouse_secret_arn)
+            .field("warehouse_redshift_iam_role", warehouse_redshift_iam_role)
+            .field("fetch_queue_url", fetch_queue_url)
+            .field("transform_queue_url", transform_queue_url)
+            .field("load_queue_url", load_queue_url)
+            .field("fetch_dlq_url", fetch_dlq_url)
+            .field("transform_dlq_url", transform_dlq_url)
+            .field("load_dlq_url", load_dlq_url)
+            .field("aws_endpoint_url", aws_endpoint_url)
+            .finish()
     }
 }
 
@@ -398,235 +549,9 @@ fn is_redshift_iam_role(role: &str) -> bool {
         })
 }
 
-fn warehouse_kind(url: &str) -> Option<WarehouseKind> {
-    let (scheme, rest) = url.split_once("://")?;
-    if rest.is_empty() {
-        return None;
-    }
-    match scheme {
-        "sqlite" => Some(WarehouseKind::Sqlite),
-        "postgres" | "postgresql" => Some(WarehouseKind::Postgres),
-        "redshift" => Some(WarehouseKind::Redshift),
-        _ => None,
-    }
-}
-
 fn is_sql_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && s.len() <= 63
-}
-
-/// The URL with any password replaced by `***`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_string()
-            };
-            // Query-string passwords (`?password=`) are masked too.
-            let tail = mask_query_password(tail);
-            format!("{scheme}://{masked}@{host}{tail}")
-        }
-        None => format!("{scheme}://{authority}{}", mask_query_password(tail)),
-    }
-}
-
-fn mask_query_password(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_string();
-    };
-    let masked: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{path}?{}", masked.join("&"))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_match_the_design() {
-        let c = config(&[]).unwrap();
-        assert_eq!(c.default_tickers, [Ticker::parse("AAPL").unwrap()]);
-        assert_eq!(c.api_base_url, DEFAULT_API_BASE_URL);
-        assert_eq!(c.api_timeout, Duration::from_secs(30));
-        assert_eq!(c.max_retries, 3);
-        assert_eq!(c.retry_delay, Duration::from_secs(5));
-        assert_eq!(c.backfill_days, 120);
-        assert_eq!(c.lake_uri, LakeUri::File(PathBuf::from("./data")));
-        assert_eq!(c.parquet_compression, ParquetCompression::Snappy);
-        assert_eq!(c.warehouse_url, DEFAULT_WAREHOUSE_URL);
-        assert_eq!(c.warehouse_kind, WarehouseKind::Sqlite);
-        assert_eq!(
-            (c.warehouse_schema.as_str(), c.warehouse_table.as_str()),
-            ("public", "fact_market_data")
-        );
-        assert_eq!(c.load_strategy, LoadStrategy::Upsert);
-        assert_eq!(c.batch_size, 1000);
-        assert_eq!(c.aws_endpoint_url, None);
-    }
-
-    #[test]
-    fn values_are_parsed() {
-        let c = config(&[
-            ("MARKET_DATA_DEFAULT_TICKERS", r#"["msft", "^gspc"]"#),
-            ("MARKET_DATA_RETRY_DELAY", "0.25"),
-            ("MARKET_DATA_LAKE_URI", "s3://bucket/some/prefix/"),
-            ("PARQUET_COMPRESSION", "ZSTD"),
-            ("WAREHOUSE_URL", "postgres://u:secret@db:5432/x"),
-            ("WAREHOUSE_LOAD_STRATEGY", "truncate_insert"),
-            ("WAREHOUSE_BATCH_SIZE", "50"),
-        ])
-        .unwrap();
-        let names: Vec<&str> = c.default_tickers.iter().map(Ticker::as_str).collect();
-        assert_eq!(names, ["MSFT", "^GSPC"]);
-        assert_eq!(c.retry_delay, Duration::from_millis(250));
-        assert_eq!(
-            c.lake_uri,
-            LakeUri::S3 {
-                bucket: "bucket".into(),
-                prefix: "some/prefix".into()
-            }
-        );
-        assert_eq!(c.parquet_compression, ParquetCompression::Zstd);
-        assert_eq!(c.warehouse_kind, WarehouseKind::Postgres);
-        assert_eq!(c.load_strategy, LoadStrategy::TruncateInsert);
-        assert_eq!(c.batch_size, 50);
-        let csv = config(&[("MARKET_DATA_DEFAULT_TICKERS", "aapl, msft,AAPL")]).unwrap();
-        assert_eq!(csv.default_tickers.len(), 2);
-    }
-
-    #[test]
-    fn bad_values_name_the_variable_and_what_is_accepted() {
-        let cases = [
-            (
-                "MARKET_DATA_DEFAULT_TICKERS",
-                "AAPL,NOT VALID",
-                "invalid ticker",
-            ),
-            ("MARKET_DATA_API_TIMEOUT", "soon", "number of seconds"),
-            ("MARKET_DATA_API_TIMEOUT", "0", "more than zero"),
-            ("MARKET_DATA_MAX_RETRIES", "-1", "whole number from 0 to 20"),
-            ("MARKET_DATA_RETRY_DELAY", "NaN", "number of seconds"),
-            ("MARKET_DATA_BACKFILL_DAYS", "0", "whole number from 1"),
-            ("MARKET_DATA_LAKE_URI", "/tmp/lake", "file://PATH or s3://"),
-            ("PARQUET_COMPRESSION", "lz4", "snappy, zstd, gzip, none"),
-            ("WAREHOUSE_URL", "mysql://x", "sqlite://PATH"),
-            ("WAREHOUSE_SCHEMA", "public; drop table x", "SQL identifier"),
-            ("WAREHOUSE_TABLE_MARKET_DATA", "1table", "SQL identifier"),
-            (
-                "WAREHOUSE_LOAD_STRATEGY",
-                "merge",
-                "upsert, append, truncate_insert",
-            ),
-            ("WAREHOUSE_BATCH_SIZE", "0", "whole number from 1"),
-            ("WAREHOUSE_POOL_SIZE", "0", "whole number from 1 to 100"),
-            ("YAHOO_FINANCE_API_BASE_URL", "ftp://x", "http"),
-            ("AWS_ENDPOINT_URL", "localhost:5000", "http"),
-        ];
-        for (var, value, needle) in cases {
-            let err = config(&[(var, value)]).unwrap_err();
-            assert_eq!(err.variable, var);
-            let line = err.to_string();
-            assert!(line.contains(var) && line.contains(needle), "{line}");
-            assert!(!line.contains('\n'));
-        }
-    }
-
-    #[test]
-    fn redshift_needs_an_iam_role_for_copy() {
-        let err =
-            config(&[("WAREHOUSE_URL", "redshift://u:hunter2@cluster:5439/dev")]).unwrap_err();
-        assert_eq!(err.variable, "WAREHOUSE_REDSHIFT_IAM_ROLE");
-        let line = err.to_string();
-        assert!(
-            line.contains("WAREHOUSE_REDSHIFT_IAM_ROLE")
-                && line.contains("required for a redshift warehouse"),
-            "{line}"
-        );
-        assert!(!line.contains("hunter2") && !line.contains('\n'), "{line}");
-
-        let role = "arn:aws:iam::123456789012:role/mdp-copy";
-        let c = config(&[
-            ("WAREHOUSE_URL", "redshift://u:p@cluster:5439/dev"),
-            ("WAREHOUSE_REDSHIFT_IAM_ROLE", role),
-        ])
-        .unwrap();
-        assert_eq!(c.warehouse_kind, WarehouseKind::Redshift);
-        assert_eq!(c.warehouse_redshift_iam_role.as_deref(), Some(role));
-        let chain = "arn:aws:iam::1:role/a,arn:aws-cn:iam::2:role/b";
-        for ok in ["default", "DEFAULT", chain] {
-            let c = config(&[("WAREHOUSE_REDSHIFT_IAM_ROLE", ok)]).unwrap();
-            assert_eq!(c.warehouse_redshift_iam_role.as_deref(), Some(ok));
-        }
-        // Not needed (and unset by default) for other warehouses.
-        assert_eq!(config(&[]).unwrap().warehouse_redshift_iam_role, None);
-        for bad in [
-            "mdp-copy",
-            "arn:aws:iam::1:role/x'; drop",
-            "arn:aws:s3:::bucket",
-            "arn:aws:iam::1:role/a b",
-        ] {
-            let err = config(&[("WAREHOUSE_REDSHIFT_IAM_ROLE", bad)]).unwrap_err();
-            assert_eq!(err.variable, "WAREHOUSE_REDSHIFT_IAM_ROLE", "{bad}");
-            assert!(err.to_string().contains("IAM role ARN"), "{err}");
-        }
-    }
-
-    #[test]
-    fn a_secret_switching_to_redshift_needs_the_iam_role_too() {
-        let c = config(&[("WAREHOUSE_URL", "postgres://u@db/x")]).unwrap();
-        let err = c
-            .with_warehouse_url("redshift://u:hunter2@cluster:5439/dev".into())
-            .unwrap_err();
-        assert_eq!(err.variable, "WAREHOUSE_REDSHIFT_IAM_ROLE");
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        let c = config(&[("WAREHOUSE_REDSHIFT_IAM_ROLE", "default")]).unwrap();
-        let rs = c
-            .with_warehouse_url("redshift://u:p@cluster:5439/dev".into())
-            .unwrap();
-        assert_eq!(rs.warehouse_kind, WarehouseKind::Redshift);
-    }
-
-    #[test]
-    fn warehouse_password_is_not_repeated_in_errors() {
-        let err = config(&[("WAREHOUSE_URL", "mysql://user:hunter2@host/db")]).unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        assert_eq!(
-            redact_url("postgres://u:pw@h:5432/d?sslmode=require"),
-            "postgres://u:***@h:5432/d?sslmode=require"
-        );
-        assert_eq!(
-            redact_url("postgres://h/d?user=u&password=pw"),
-            "postgres://h/d?user=u&password=***"
-        );
-        assert_eq!(redact_url("sqlite://./data/w.db"), "sqlite://./data/w.db");
-    }
 }

@@ -23,6 +23,21 @@ pub enum DateRequest {
     Range { start: NaiveDate, end: NaiveDate },
 }
 
+/// Dates that do not make a request (never retried).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DateRequestError {
+    #[error("give either date or start/end, not both")]
+    DateAndRange,
+    #[error("start {start} is after end {end}")]
+    StartAfterEnd { start: NaiveDate, end: NaiveDate },
+}
+
+impl From<DateRequestError> for StageError {
+    fn from(e: DateRequestError) -> Self {
+        StageError::with_source(crate::ErrorClass::Permanent, e)
+    }
+}
+
 impl DateRequest {
     /// Builds a request from the optional `date`, `start`, `end` of a schedule
     /// event or the command line; `today` stands in for a missing target date.
@@ -31,19 +46,15 @@ impl DateRequest {
         start: Option<NaiveDate>,
         end: Option<NaiveDate>,
         today: NaiveDate,
-    ) -> Result<DateRequest, StageError> {
+    ) -> Result<DateRequest, DateRequestError> {
         if date.is_some() && (start.is_some() || end.is_some()) {
-            return Err(StageError::permanent(
-                "give either date or start/end, not both",
-            ));
+            return Err(DateRequestError::DateAndRange);
         }
         match (start, end) {
             (Some(start), end) => {
                 let end = end.unwrap_or(today);
                 if start > end {
-                    return Err(StageError::permanent(format!(
-                        "start {start} is after end {end}"
-                    )));
+                    return Err(DateRequestError::StartAfterEnd { start, end });
                 }
                 Ok(DateRequest::Range { start, end })
             }
@@ -192,7 +203,8 @@ mod tests {
         let err =
             DateRequest::from_parts(None, Some(d("2025-02-02")), Some(d("2025-01-02")), today)
                 .unwrap_err();
-        assert!(err.message.contains("after end"), "{err}");
+        assert!(err.to_string().contains("after end"), "{err}");
+        assert!(!StageError::from(err).is_transient());
         assert!(DateRequest::from_parts(Some(today), Some(today), None, today).is_err());
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::StageError;
+use crate::error::{ErrorClass, StageError};
 use crate::ticker::Ticker;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,16 +28,31 @@ pub enum StoreError {
     /// A failure retrying cannot fix (missing bucket, access denied).
     #[error("lake backend refused {key:?}: {message}")]
     Refused { key: String, message: String },
+    /// An object that is there but unreadable as what its key says.
+    #[error("{key} is not a valid {what}")]
+    Corrupt {
+        key: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    /// A bad key or a refusal stays so; I/O and backend errors may pass.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::InvalidKey { .. }
+            | StoreError::Refused { .. }
+            | StoreError::Corrupt { .. } => ErrorClass::Permanent,
+            StoreError::Io { .. } | StoreError::Backend { .. } => ErrorClass::Transient,
+        }
+    }
 }
 
 impl From<StoreError> for StageError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::InvalidKey { .. } | StoreError::Refused { .. } => {
-                StageError::permanent(e.to_string())
-            }
-            _ => StageError::transient(e.to_string()),
-        }
+        StageError::with_source(e.class(), e)
     }
 }
 
@@ -299,13 +314,19 @@ impl Lake {
         Ok(tickers)
     }
 
-    pub async fn read_watermark(&self, ticker: &Ticker) -> Result<Option<Watermark>, StageError> {
+    pub async fn read_watermark(&self, ticker: &Ticker) -> Result<Option<Watermark>, StoreError> {
         let key = Self::state_key(ticker);
         match self.store.get(&key).await? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StageError::permanent(format!("watermark {key} is not valid: {e}"))),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StoreError::Corrupt {
+                        key,
+                        what: "watermark",
+                        source,
+                    })
+            }
         }
     }
 
@@ -313,9 +334,9 @@ impl Lake {
         &self,
         ticker: &Ticker,
         mark: &Watermark,
-    ) -> Result<(), StageError> {
+    ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(mark).expect("a watermark serialises");
-        Ok(self.store.put(&Self::state_key(ticker), bytes).await?)
+        self.store.put(&Self::state_key(ticker), bytes).await
     }
 }
 

@@ -3,11 +3,12 @@
 //! Nothing here talks to the network or a database: the chart API response
 //! format, tickers, date planning, the stage messages of DESIGN.md section 3,
 //! the lake layout of section 4 behind the [`ObjectStore`] port, the curated
-//! row of section 6, configuration (section 7) and the transient/permanent
+//! row of section 6 and its schema, configuration (section 7) and the transient/permanent
 //! error classes every handler maps to retry or dead-letter.
 
 pub mod chart;
 pub mod config;
+pub mod connection;
 pub mod dates;
 pub mod encoding;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod logging;
 pub mod messages;
 pub mod queue;
 pub mod row;
+pub mod schema;
 pub mod source;
 pub mod ticker;
 pub mod validate;

@@ -60,27 +60,38 @@ pub struct LoadRequest {
     pub max_date: Option<NaiveDate>,
 }
 
+/// A message body that can never be handled (so never retried).
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("message is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("unsupported message version {0} (this code reads v{MESSAGE_VERSION})")]
+    Version(u64),
+    #[error("message has no numeric \"v\" schema version field")]
+    NoVersion,
+    #[error("malformed message")]
+    Malformed(#[source] serde_json::Error),
+    #[error("SQS record has no body")]
+    NoBody,
+}
+
+impl From<MessageError> for StageError {
+    fn from(e: MessageError) -> Self {
+        StageError::with_source(crate::ErrorClass::Permanent, e)
+    }
+}
+
 /// Reads a versioned stage message. A body that is not JSON, has no `"v"`, has
 /// another version, or misses a field is a permanent failure: redelivering
 /// the same bytes can never succeed.
-pub fn decode_message<T: DeserializeOwned>(body: &str) -> Result<T, StageError> {
-    let value: serde_json::Value = serde_json::from_str(body)
-        .map_err(|e| StageError::permanent(format!("message is not JSON: {e}")))?;
+pub fn decode_message<T: DeserializeOwned>(body: &str) -> Result<T, MessageError> {
+    let value: serde_json::Value = serde_json::from_str(body).map_err(MessageError::NotJson)?;
     match value.get("v").and_then(serde_json::Value::as_u64) {
         Some(v) if v == u64::from(MESSAGE_VERSION) => {}
-        Some(v) => {
-            return Err(StageError::permanent(format!(
-                "unsupported message version {v} (this code reads v{MESSAGE_VERSION})"
-            )));
-        }
-        None => {
-            return Err(StageError::permanent(
-                "message has no numeric \"v\" schema version field",
-            ));
-        }
+        Some(v) => return Err(MessageError::Version(v)),
+        None => return Err(MessageError::NoVersion),
     }
-    serde_json::from_value(value)
-        .map_err(|e| StageError::permanent(format!("malformed message: {e}")))
+    serde_json::from_value(value).map_err(MessageError::Malformed)
 }
 
 /// A run id: the UTC time it started plus a random suffix, sortable and unique.
@@ -169,9 +180,9 @@ mod tests {
             ),
         ];
         for (body, needle) in cases {
-            let err = decode_message::<FetchRequest>(body).unwrap_err();
+            let err = StageError::from(decode_message::<FetchRequest>(body).unwrap_err());
             assert!(!err.is_transient(), "{body}");
-            assert!(err.message.contains(needle), "{body}: {err}");
+            assert!(err.message().contains(needle), "{body}: {err}");
         }
     }
 

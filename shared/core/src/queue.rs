@@ -7,7 +7,52 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::StageError;
+use crate::error::{ErrorClass, StageError};
+
+/// A message the queue did not take, or a queue that did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("message {index} for {queue_url} is empty; SQS needs at least one character")]
+    Empty { queue_url: String, index: usize },
+    #[error(
+        "message {index} for {queue_url} is {bytes} bytes, over the {limit}-byte limit; \
+         messages must carry lake keys, not data"
+    )]
+    TooLarge {
+        queue_url: String,
+        index: usize,
+        bytes: usize,
+        limit: usize,
+    },
+    /// The queue service said no, or could not be reached.
+    #[error("{what}")]
+    Service {
+        what: String,
+        class: ErrorClass,
+        #[source]
+        source: ServiceError,
+    },
+}
+
+impl QueueError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            QueueError::Empty { .. } | QueueError::TooLarge { .. } => ErrorClass::Permanent,
+            QueueError::Service { class, .. } => *class,
+        }
+    }
+}
+
+impl From<QueueError> for StageError {
+    fn from(e: QueueError) -> Self {
+        StageError::with_source(e.class(), e)
+    }
+}
+
+/// A cloud service's answer as text (`Code (HTTP status): message`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
 
 /// SQS caps a `SendMessageBatch` at ten entries.
 pub const MAX_BATCH: usize = 10;
@@ -17,7 +62,7 @@ pub trait Queue: Send + Sync {
     /// Sends each body as one message to the queue at `queue_url`, in batches
     /// of at most [`MAX_BATCH`]. All or an error: a body that was not accepted
     /// fails the call (SQS redelivery of the caller's own message then resends).
-    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), StageError>;
+    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), QueueError>;
 
     /// Hides a received message for `delay` before it is delivered again
     /// (the "reschedule" of a transient failure, without waiting in-process).
@@ -26,7 +71,7 @@ pub trait Queue: Send + Sync {
         queue_url: &str,
         receipt_handle: &str,
         delay: Duration,
-    ) -> Result<(), StageError>;
+    ) -> Result<(), QueueError>;
 }
 
 /// Messages kept in memory, per queue URL, in send order.
@@ -58,7 +103,7 @@ impl InMemoryQueue {
 
 #[async_trait]
 impl Queue for InMemoryQueue {
-    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), StageError> {
+    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), QueueError> {
         self.sent
             .lock()
             .expect("queue lock")
@@ -73,7 +118,7 @@ impl Queue for InMemoryQueue {
         queue_url: &str,
         receipt_handle: &str,
         delay: Duration,
-    ) -> Result<(), StageError> {
+    ) -> Result<(), QueueError> {
         self.visibility.lock().expect("queue lock").push((
             queue_url.to_string(),
             receipt_handle.to_string(),

@@ -3,60 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-/// Column names in contract order (DESIGN.md section 6): Parquet files and the
-/// warehouse table both use exactly this list.
-pub const COLUMNS: [&str; 32] = [
-    "ticker",
-    "date",
-    "open",
-    "high",
-    "low",
-    "close",
-    "adj_close",
-    "volume",
-    "sma_7",
-    "sma_14",
-    "sma_20",
-    "ema_12",
-    "macd",
-    "macd_signal",
-    "macd_histogram",
-    "rsi",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "volatility_20d",
-    "daily_return",
-    "daily_return_pct",
-    "currency",
-    "exchange",
-    "instrument_type",
-    "regular_market_price",
-    "fifty_two_week_high",
-    "fifty_two_week_low",
-    "long_name",
-    "short_name",
-    "created_at",
-    "updated_at",
-];
-
-/// Names of the indicator columns, in contract order.
-pub const INDICATOR_COLUMNS: [&str; 14] = [
-    "sma_7",
-    "sma_14",
-    "sma_20",
-    "ema_12",
-    "macd",
-    "macd_signal",
-    "macd_histogram",
-    "rsi",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "volatility_20d",
-    "daily_return",
-    "daily_return_pct",
-];
+pub use crate::schema::{COLUMNS, INDICATOR_COLUMNS};
 
 /// Section 5 indicators of one bar; `None` is SQL NULL / Parquet null.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -165,37 +112,17 @@ impl CuratedRow {
     /// True when every column but the two timestamps is identical, bit for bit
     /// for floats: such a row needs no rewrite and no warehouse update.
     pub fn same_values(&self, other: &CuratedRow) -> bool {
-        fn same(a: Option<f64>, b: Option<f64>) -> bool {
-            a.map(f64::to_bits) == b.map(f64::to_bits)
-        }
-        let (a, b) = (&self.bar, &other.bar);
-        self.ticker == other.ticker
-            && a.date == b.date
-            && same(a.open, b.open)
-            && same(a.high, b.high)
-            && same(a.low, b.low)
-            && a.close.to_bits() == b.close.to_bits()
-            && same(a.adj_close, b.adj_close)
-            && a.volume == b.volume
-            && self
-                .indicators
-                .values()
-                .iter()
-                .zip(other.indicators.values())
-                .all(|(x, y)| same(*x, y))
-            && self.meta.currency == other.meta.currency
-            && self.meta.exchange == other.meta.exchange
-            && self.meta.instrument_type == other.meta.instrument_type
-            && same(
-                self.meta.regular_market_price,
-                other.meta.regular_market_price,
-            )
-            && same(
-                self.meta.fifty_two_week_high,
-                other.meta.fifty_two_week_high,
-            )
-            && same(self.meta.fifty_two_week_low, other.meta.fifty_two_week_low)
-            && self.meta.long_name == other.meta.long_name
-            && self.meta.short_name == other.meta.short_name
+        use crate::schema::{MARKET_DATA, Role, Value};
+        let same = |a: &Value<'_>, b: &Value<'_>| match (a, b) {
+            (Value::Float(x), Value::Float(y)) => x.map(f64::to_bits) == y.map(f64::to_bits),
+            _ => a == b,
+        };
+        self.values()
+            .iter()
+            .zip(other.values().iter())
+            .zip(MARKET_DATA.iter())
+            .all(|((a, b), column)| {
+                !(column.role == Role::Key || column.is_compared()) || same(a, b)
+            })
     }
 }

@@ -43,10 +43,9 @@ pub async fn validate_stage(
         ..ValidateOutcome::default()
     };
     for ticker in tickers {
-        let watermark = lake
-            .read_watermark(&ticker)
-            .await
-            .map_err(|e| e.context(format!("reading the watermark of {ticker}")))?;
+        let watermark = lake.read_watermark(&ticker).await.map_err(|e| {
+            StageError::from(e).context(format!("reading the watermark of {ticker}"))
+        })?;
         match plan_fetch(
             request,
             watermark.map(|w| w.last_date),
