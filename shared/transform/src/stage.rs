@@ -4,13 +4,79 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Utc};
-use mdp_core::chart::parse_chart;
+use mdp_core::chart::{ChartParseError, parse_chart};
 use mdp_core::config::ParquetCompression;
 use mdp_core::messages::{LoadRequest, MESSAGE_VERSION, TransformRequest};
-use mdp_core::{CuratedRow, Lake, StageError, Ticker, Watermark};
+use mdp_core::{CuratedRow, ErrorClass, Lake, StageError, StoreError, Watermark};
+
+use mdp_lake::{CuratedError, ParquetError, encode_parquet, read_history};
 
 use crate::history::merge_history;
-use crate::parquet::{decode_parquet, encode_parquet};
+
+/// Why a transform message could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("raw_key {raw_key:?} is not in the raw zone of {ticker} ({expected_prefix})")]
+    RawKeyElsewhere {
+        raw_key: String,
+        ticker: String,
+        expected_prefix: String,
+    },
+    #[error("raw response {key} does not exist")]
+    RawMissing { key: String },
+    #[error("reading raw response {key}")]
+    RawRead {
+        key: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("raw response {key}")]
+    RawUnparseable {
+        key: String,
+        #[source]
+        source: ChartParseError,
+    },
+    #[error("reading the stored history")]
+    History(#[from] CuratedError),
+    #[error("encoding {key}")]
+    Encode {
+        key: String,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("writing {key}")]
+    Write {
+        key: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("writing the watermark")]
+    Watermark(#[source] StoreError),
+}
+
+impl TransformError {
+    /// Store failures keep their class; a bad message or a bad raw response
+    /// stays bad.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            TransformError::RawRead { source, .. } | TransformError::Write { source, .. } => {
+                source.class()
+            }
+            TransformError::History(e) => e.class(),
+            TransformError::Watermark(e) => e.class(),
+            TransformError::RawKeyElsewhere { .. }
+            | TransformError::RawMissing { .. }
+            | TransformError::RawUnparseable { .. }
+            | TransformError::Encode { .. } => ErrorClass::Permanent,
+        }
+    }
+}
+
+impl From<TransformError> for StageError {
+    fn from(e: TransformError) -> Self {
+        StageError::with_source(e.class(), e)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TransformOutcome {
@@ -25,35 +91,6 @@ pub struct TransformOutcome {
     pub next: Option<LoadRequest>,
 }
 
-/// Reads every curated row of the ticker, oldest first.
-pub async fn read_history(lake: &Lake, ticker: &Ticker) -> Result<Vec<CuratedRow>, StageError> {
-    let mut rows = Vec::new();
-    for (_, key) in lake.curated_partitions(ticker).await? {
-        rows.extend(read_partition(lake, ticker, &key).await?);
-    }
-    Ok(rows)
-}
-
-/// Reads one curated partition, checking it belongs to `ticker`.
-pub async fn read_partition(
-    lake: &Lake,
-    ticker: &Ticker,
-    key: &str,
-) -> Result<Vec<CuratedRow>, StageError> {
-    let bytes =
-        lake.store().get(key).await?.ok_or_else(|| {
-            StageError::permanent(format!("curated partition {key} does not exist"))
-        })?;
-    let rows = decode_parquet(&bytes).map_err(|e| StageError::permanent(format!("{key}: {e}")))?;
-    if let Some(other) = rows.iter().find(|r| r.ticker != ticker.as_str()) {
-        return Err(StageError::permanent(format!(
-            "{key} holds a row of {} inside the partition of {ticker}",
-            other.ticker
-        )));
-    }
-    Ok(rows)
-}
-
 pub async fn transform_stage(
     lake: &Lake,
     request: &TransformRequest,
@@ -63,19 +100,32 @@ pub async fn transform_stage(
     let ticker = &request.ticker;
     let expected_prefix = format!("raw/yahoo/chart/ticker={}/", ticker.partition_value());
     if !request.raw_key.starts_with(&expected_prefix) {
-        return Err(StageError::permanent(format!(
-            "raw_key {:?} is not in the raw zone of {ticker} ({expected_prefix})",
-            request.raw_key
-        )));
+        return Err(TransformError::RawKeyElsewhere {
+            raw_key: request.raw_key.clone(),
+            ticker: ticker.to_string(),
+            expected_prefix,
+        }
+        .into());
     }
-    let raw = lake.store().get(&request.raw_key).await?.ok_or_else(|| {
-        StageError::permanent(format!("raw response {} does not exist", request.raw_key))
+    let key = &request.raw_key;
+    let raw = lake
+        .store()
+        .get(key)
+        .await
+        .map_err(|source| TransformError::RawRead {
+            key: key.clone(),
+            source,
+        })?
+        .ok_or_else(|| TransformError::RawMissing { key: key.clone() })?;
+    let series = parse_chart(&raw).map_err(|source| TransformError::RawUnparseable {
+        key: key.clone(),
+        source,
     })?;
-    let series = parse_chart(&raw)
-        .map_err(|e| StageError::permanent(format!("raw response {}: {e}", request.raw_key)))?;
     let incoming = series.bars_in_range(request.start, request.end);
 
-    let stored = read_history(lake, ticker).await?;
+    let stored = read_history(lake, ticker)
+        .await
+        .map_err(TransformError::History)?;
     let rows = merge_history(ticker.as_str(), &stored, &incoming, &series.meta, now);
     let stored_by_year = group_by_year(&stored);
     let merged_by_year = group_by_year(&rows);
@@ -97,12 +147,18 @@ pub async fn transform_stage(
         }
         let key = Lake::curated_key(ticker, *year);
         let owned: Vec<CuratedRow> = year_rows.iter().map(|r| (*r).clone()).collect();
-        let bytes = encode_parquet(&owned, compression)
-            .map_err(|e| StageError::permanent(format!("{key}: {e}")))?;
+        let bytes =
+            encode_parquet(&owned, compression).map_err(|source| TransformError::Encode {
+                key: key.clone(),
+                source,
+            })?;
         lake.store()
             .put(&key, bytes)
             .await
-            .map_err(|e| StageError::from(e).context(format!("writing {key}")))?;
+            .map_err(|source| TransformError::Write {
+                key: key.clone(),
+                source,
+            })?;
         rows_written += owned.len() as u64;
         written.push(key);
         to_load.insert(*year);
@@ -117,7 +173,8 @@ pub async fn transform_stage(
                 updated_at: now,
             },
         )
-        .await?;
+        .await
+        .map_err(TransformError::Watermark)?;
     }
 
     let next = (!incoming.is_empty()).then(|| {

@@ -8,9 +8,8 @@ use mdp_core::config::ParquetCompression;
 use mdp_core::messages::TransformRequest;
 use mdp_core::row::COLUMNS;
 use mdp_core::{Lake, LocalStore, Ticker};
-use mdp_transform::{
-    compute_indicators, decode_parquet, encode_parquet, lake_now, read_history, transform_stage,
-};
+use mdp_lake::{decode_parquet, encode_parquet, read_history};
+use mdp_transform::{compute_indicators, lake_now, transform_stage};
 use polars_parquet::parquet::compression::Compression;
 use polars_parquet::parquet::schema::types::PhysicalType;
 
@@ -266,7 +265,7 @@ async fn bad_requests_are_permanent() {
         .await
         .unwrap_err();
     assert!(
-        !err.is_transient() && err.message.contains("does not exist"),
+        !err.is_transient() && err.message().contains("does not exist"),
         "{err}"
     );
     let foreign = TransformRequest {
@@ -277,7 +276,7 @@ async fn bad_requests_are_permanent() {
         .await
         .unwrap_err();
     assert!(
-        !err.is_transient() && err.message.contains("not in the raw zone"),
+        !err.is_transient() && err.message().contains("not in the raw zone"),
         "{err}"
     );
     let escape = TransformRequest {
@@ -296,7 +295,7 @@ async fn bad_requests_are_permanent() {
         .await
         .unwrap_err();
     assert!(
-        !err.is_transient() && err.message.contains("not a chart response"),
+        !err.is_transient() && err.message().contains("not a chart response"),
         "{err}"
     );
 }

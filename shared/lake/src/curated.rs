@@ -1,0 +1,107 @@
+//! Reading a ticker's curated partitions back as rows.
+
+use mdp_core::{CuratedRow, ErrorClass, Lake, StageError, StoreError, Ticker};
+
+use crate::parquet::{ParquetError, decode_parquet};
+
+/// A curated partition that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CuratedError {
+    #[error("reading curated partition {key}")]
+    Store {
+        key: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("curated partition {key} does not exist")]
+    Missing { key: String },
+    #[error("curated partition {key} is not a readable curated Parquet file")]
+    Decode {
+        key: String,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("{key} holds a row of {found} inside the partition of {ticker}")]
+    ForeignRow {
+        key: String,
+        ticker: String,
+        found: String,
+    },
+}
+
+impl CuratedError {
+    /// Store failures keep their class; a missing or unreadable partition
+    /// stays so however often it is read.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CuratedError::Store { source, .. } => source.class(),
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+impl From<CuratedError> for StageError {
+    fn from(e: CuratedError) -> Self {
+        StageError::with_source(e.class(), e)
+    }
+}
+
+/// Reads one curated partition, checking it belongs to `ticker`.
+pub async fn read_partition(
+    lake: &Lake,
+    ticker: &Ticker,
+    key: &str,
+) -> Result<Vec<CuratedRow>, CuratedError> {
+    let bytes = lake
+        .store()
+        .get(key)
+        .await
+        .map_err(|source| CuratedError::Store {
+            key: key.to_string(),
+            source,
+        })?
+        .ok_or_else(|| CuratedError::Missing {
+            key: key.to_string(),
+        })?;
+    let rows = decode_parquet(&bytes).map_err(|source| CuratedError::Decode {
+        key: key.to_string(),
+        source,
+    })?;
+    if let Some(other) = rows.iter().find(|r| r.ticker != ticker.as_str()) {
+        return Err(CuratedError::ForeignRow {
+            key: key.to_string(),
+            ticker: ticker.to_string(),
+            found: other.ticker.clone(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads the named partitions in the order given.
+pub async fn read_partitions(
+    lake: &Lake,
+    ticker: &Ticker,
+    keys: &[String],
+) -> Result<Vec<CuratedRow>, CuratedError> {
+    let mut rows = Vec::new();
+    for key in keys {
+        rows.extend(read_partition(lake, ticker, key).await?);
+    }
+    Ok(rows)
+}
+
+/// Reads every curated row of the ticker, oldest first.
+pub async fn read_history(lake: &Lake, ticker: &Ticker) -> Result<Vec<CuratedRow>, CuratedError> {
+    let prefix = Lake::curated_prefix(ticker);
+    let keys: Vec<String> = lake
+        .curated_partitions(ticker)
+        .await
+        .map_err(|source| CuratedError::Store {
+            key: prefix,
+            source,
+        })?
+        .into_iter()
+        .map(|(_, key)| key)
+        .collect();
+    read_partitions(lake, ticker, &keys).await
+}

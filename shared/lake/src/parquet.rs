@@ -1,0 +1,237 @@
+//! Curated rows ↔ Parquet, one column per column of `mdp_core::schema`, in
+//! its order and with the Parquet type its [`ColumnType`] maps to: DATE for
+//! dates, INT64 for integers, DOUBLE for floats, UTF8 for text and UTC
+//! microsecond timestamps.
+
+use std::io::Cursor;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use mdp_core::CuratedRow;
+use mdp_core::config::ParquetCompression;
+use mdp_core::schema::{self, ColumnType, MARKET_DATA, OwnedValue, SchemaError, Value, WIDTH};
+use polars::prelude::*;
+
+const UNIX_EPOCH_DAY: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParquetError {
+    #[error("encoding Parquet")]
+    Encode(#[source] PolarsError),
+    #[error("decoding Parquet")]
+    Decode(#[source] PolarsError),
+    #[error("column {column} is missing or not of type {expected:?}")]
+    Column {
+        column: &'static str,
+        expected: ColumnType,
+        #[source]
+        source: PolarsError,
+    },
+    #[error("row {row} is not a curated row")]
+    Row {
+        row: usize,
+        #[source]
+        source: SchemaError,
+    },
+    #[error("row {row}: {column} is not a valid {expected:?}")]
+    OutOfRange {
+        row: usize,
+        column: &'static str,
+        expected: ColumnType,
+    },
+}
+
+fn timestamp_type() -> DataType {
+    DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+}
+
+/// The polars type a column is written as.
+fn polars_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Ticker | ColumnType::Text => DataType::String,
+        ColumnType::Date => DataType::Date,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Timestamp => timestamp_type(),
+    }
+}
+
+fn days_since_epoch(date: NaiveDate) -> i32 {
+    // NaiveDate spans ±262 143 years: the day count always fits an i32.
+    (date - UNIX_EPOCH_DAY).num_days() as i32
+}
+
+/// The curated frame: one column per schema column, in schema order.
+pub fn rows_to_frame(rows: &[CuratedRow]) -> PolarsResult<DataFrame> {
+    let values: Vec<[Value<'_>; WIDTH]> = rows.iter().map(CuratedRow::values).collect();
+    let columns = MARKET_DATA
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let name: PlSmallStr = column.name.into();
+            let cells = values.iter().map(|row| row[i]);
+            let series = match column.ty {
+                ColumnType::Ticker | ColumnType::Text => Column::new(
+                    name,
+                    cells
+                        .map(|v| match v {
+                            Value::Text(s) => s,
+                            _ => unreachable!("schema test: {} holds text", column.name),
+                        })
+                        .collect::<Vec<Option<&str>>>(),
+                ),
+                ColumnType::Date => Column::new(
+                    name,
+                    cells
+                        .map(|v| match v {
+                            Value::Date(d) => days_since_epoch(d),
+                            _ => unreachable!("schema test: {} holds dates", column.name),
+                        })
+                        .collect::<Vec<i32>>(),
+                ),
+                ColumnType::Float => Column::new(
+                    name,
+                    cells
+                        .map(|v| match v {
+                            Value::Float(f) => f,
+                            _ => unreachable!("schema test: {} holds floats", column.name),
+                        })
+                        .collect::<Vec<Option<f64>>>(),
+                ),
+                ColumnType::Int => Column::new(
+                    name,
+                    cells
+                        .map(|v| match v {
+                            Value::Int(n) => n,
+                            _ => unreachable!("schema test: {} holds integers", column.name),
+                        })
+                        .collect::<Vec<Option<i64>>>(),
+                ),
+                ColumnType::Timestamp => Column::new(
+                    name,
+                    cells
+                        .map(|v| match v {
+                            Value::Timestamp(t) => t.timestamp_micros(),
+                            _ => unreachable!("schema test: {} holds timestamps", column.name),
+                        })
+                        .collect::<Vec<i64>>(),
+                ),
+            };
+            series.cast(&polars_type(column.ty))
+        })
+        .collect::<PolarsResult<Vec<Column>>>()?;
+    DataFrame::new(rows.len(), columns)
+}
+
+/// Encodes rows as one Parquet file.
+pub fn encode_parquet(
+    rows: &[CuratedRow],
+    compression: ParquetCompression,
+) -> Result<Vec<u8>, ParquetError> {
+    let mut frame = rows_to_frame(rows).map_err(ParquetError::Encode)?;
+    let codec = match compression {
+        ParquetCompression::Snappy => polars::prelude::ParquetCompression::Snappy,
+        ParquetCompression::Zstd => polars::prelude::ParquetCompression::Zstd(None),
+        ParquetCompression::Gzip => polars::prelude::ParquetCompression::Gzip(None),
+        ParquetCompression::None => polars::prelude::ParquetCompression::Uncompressed,
+    };
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf)
+        .with_compression(codec)
+        .finish(&mut frame)
+        .map_err(ParquetError::Encode)?;
+    Ok(buf)
+}
+
+/// Decodes a curated Parquet file written by [`encode_parquet`] (or any file
+/// with the schema's columns and types).
+pub fn decode_parquet(bytes: &[u8]) -> Result<Vec<CuratedRow>, ParquetError> {
+    let frame = ParquetReader::new(Cursor::new(bytes))
+        .finish()
+        .map_err(ParquetError::Decode)?;
+    frame_to_rows(&frame)
+}
+
+/// One column of a frame, read as its schema type.
+enum Cells {
+    Text(Vec<Option<String>>),
+    Date(Vec<Option<i32>>),
+    Float(Vec<Option<f64>>),
+    Int(Vec<Option<i64>>),
+    Timestamp(Vec<Option<i64>>),
+}
+
+fn read_column(frame: &DataFrame, column: &'static schema::Column) -> Result<Cells, ParquetError> {
+    let fail = |source: PolarsError| ParquetError::Column {
+        column: column.name,
+        expected: column.ty,
+        source,
+    };
+    let c = frame.column(column.name).map_err(fail)?;
+    Ok(match column.ty {
+        ColumnType::Ticker | ColumnType::Text => {
+            let c = c.cast(&DataType::String).map_err(fail)?;
+            Cells::Text(
+                c.str()
+                    .map_err(fail)?
+                    .iter()
+                    .map(|s| s.map(str::to_string))
+                    .collect(),
+            )
+        }
+        ColumnType::Date => Cells::Date(c.date().map_err(fail)?.physical().iter().collect()),
+        ColumnType::Float => Cells::Float(c.f64().map_err(fail)?.iter().collect()),
+        ColumnType::Int => Cells::Int(c.i64().map_err(fail)?.iter().collect()),
+        ColumnType::Timestamp => {
+            let c = c.cast(&timestamp_type()).map_err(fail)?;
+            Cells::Timestamp(c.datetime().map_err(fail)?.physical().iter().collect())
+        }
+    })
+}
+
+/// The rows of a curated frame (columns found by name, so their order in
+/// the file does not matter).
+pub fn frame_to_rows(frame: &DataFrame) -> Result<Vec<CuratedRow>, ParquetError> {
+    let columns: Vec<Cells> = MARKET_DATA
+        .iter()
+        .map(|c| read_column(frame, c))
+        .collect::<Result<_, _>>()?;
+    (0..frame.height())
+        .map(|row| {
+            let out_of_range = |column: &'static schema::Column| ParquetError::OutOfRange {
+                row,
+                column: column.name,
+                expected: column.ty,
+            };
+            let null = |column: &'static schema::Column| ParquetError::Row {
+                row,
+                source: SchemaError::Null {
+                    column: column.name,
+                },
+            };
+            let mut values = Vec::with_capacity(WIDTH);
+            for (cells, column) in columns.iter().zip(MARKET_DATA.iter()) {
+                values.push(match cells {
+                    Cells::Text(v) => OwnedValue::Text(v[row].clone()),
+                    Cells::Float(v) => OwnedValue::Float(v[row]),
+                    Cells::Int(v) => OwnedValue::Int(v[row]),
+                    Cells::Date(v) => {
+                        let days = v[row].ok_or_else(|| null(column))?;
+                        OwnedValue::Date(
+                            UNIX_EPOCH_DAY
+                                .checked_add_signed(chrono::Duration::days(days.into()))
+                                .ok_or_else(|| out_of_range(column))?,
+                        )
+                    }
+                    Cells::Timestamp(v) => {
+                        let micros = v[row].ok_or_else(|| null(column))?;
+                        OwnedValue::Timestamp(
+                            DateTime::<Utc>::from_timestamp_micros(micros)
+                                .ok_or_else(|| out_of_range(column))?,
+                        )
+                    }
+                });
+            }
+            CuratedRow::from_values(values).map_err(|source| ParquetError::Row { row, source })
+        })
+        .collect()
+}
