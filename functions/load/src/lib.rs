@@ -1,15 +1,17 @@
 //! The load function: load messages → warehouse.
 
+use std::sync::Arc;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdp_core::config::LoadStrategy;
 use mdp_core::messages::{LoadRequest, decode_message};
 use mdp_core::{Lake, StageError};
 use mdp_lambda::{BatchContext, handle_batch};
-use mdp_warehouse::{Warehouse, load_stage};
+use mdp_warehouse::{WarehouseLoader, load_stage};
 
 pub struct LoadFunction {
     pub lake: Lake,
-    pub warehouse: Warehouse,
+    pub warehouse: Arc<dyn WarehouseLoader>,
     pub strategy: LoadStrategy,
     pub batch: BatchContext,
 }
@@ -21,7 +23,7 @@ impl LoadFunction {
 
     async fn handle_message(&self, body: String) -> Result<(), StageError> {
         let request: LoadRequest = decode_message(&body)?;
-        load_stage(&self.lake, &self.warehouse, &request, self.strategy).await?;
+        load_stage(&self.lake, self.warehouse.as_ref(), &request, self.strategy).await?;
         Ok(())
     }
 }

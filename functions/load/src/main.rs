@@ -5,7 +5,6 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use load::LoadFunction;
 use mdp_aws::LambdaEnv;
-use mdp_warehouse::Warehouse;
 
 /// One record at a time: loads of one ticker stay in order.
 const RECORDS_IN_FLIGHT: usize = 1;
@@ -15,7 +14,7 @@ async fn main() -> Result<(), Error> {
     mdp_core::logging::init_logging(true);
     let env = LambdaEnv::load().await?;
     let config = env.warehouse_config().await?;
-    let warehouse = Warehouse::connect(&config).await?;
+    let warehouse = mdp_warehouse::connect(&config).await?;
     warehouse.migrate().await?;
     let function = LoadFunction {
         lake: env.lake.clone(),

@@ -1,22 +1,15 @@
 //! The versioned migrations of `infra/warehouse/<dialect>/NNN_description.sql`
 //! (embedded at build time), with their placeholders substituted.
 
-/// Which folder of `infra/warehouse/` a warehouse's migrations come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dir {
-    Sqlite,
-    Postgres,
-    Redshift,
-}
+use mdp_core::config::WarehouseKind;
 
-impl Dir {
-    #[cfg(test)]
-    pub fn name(self) -> &'static str {
-        match self {
-            Dir::Sqlite => "sqlite",
-            Dir::Postgres => "postgres",
-            Dir::Redshift => "redshift",
-        }
+/// The folder of `infra/warehouse/` holding a dialect's migrations.
+#[cfg(test)]
+fn folder(dir: WarehouseKind) -> &'static str {
+    match dir {
+        WarehouseKind::Sqlite => "sqlite",
+        WarehouseKind::Postgres => "postgres",
+        WarehouseKind::Redshift => "redshift",
     }
 }
 
@@ -62,15 +55,15 @@ macro_rules! migrations {
 /// The migrations of a dialect, oldest first. Add a file to the folder and
 /// its name here; never change a file that has been released (databases
 /// record its version as applied and will not run it again).
-pub(crate) fn migrations(dir: Dir) -> Vec<Migration> {
+pub(crate) fn migrations(dir: WarehouseKind) -> Vec<Migration> {
     match dir {
-        Dir::Sqlite => migrations!("sqlite": "001_create_fact_market_data.sql"),
-        Dir::Postgres => migrations!(
+        WarehouseKind::Sqlite => migrations!("sqlite": "001_create_fact_market_data.sql"),
+        WarehouseKind::Postgres => migrations!(
             "postgres":
             "001_create_fact_market_data.sql",
             "002_adopt_airflow_table.sql",
         ),
-        Dir::Redshift => migrations!("redshift": "001_create_fact_market_data.sql"),
+        WarehouseKind::Redshift => migrations!("redshift": "001_create_fact_market_data.sql"),
     }
 }
 
@@ -123,27 +116,45 @@ fn render(template: &str, schema: &str, table: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use mdp_core::row::COLUMNS;
+    use mdp_core::schema::{COLUMNS, ColumnType, MARKET_DATA, Role};
 
     use super::*;
 
-    /// Column names of the CREATE TABLE, in order.
-    fn ddl_columns(ddl: &str) -> Vec<String> {
+    /// (name, type, NOT NULL) of each column of the CREATE TABLE, in order.
+    fn ddl_columns(ddl: &str) -> Vec<(String, String, bool)> {
         let body = ddl.split_once("CREATE TABLE").unwrap().1;
         body.lines()
             .map(str::trim)
             .filter(|l| l.starts_with('"'))
-            .map(|l| l[1..].split('"').next().unwrap().to_string())
+            .map(|l| {
+                let (name, rest) = l[1..].split_once('"').unwrap();
+                let rest = rest.trim().trim_end_matches(',');
+                let not_null = rest.ends_with("NOT NULL");
+                let ty = rest.trim_end_matches("NOT NULL").trim().to_string();
+                (name.to_string(), ty, not_null)
+            })
             .collect()
     }
 
-    fn first(dir: Dir, schema: &str, table: &str) -> String {
+    /// The type the dialect stores a schema type as.
+    fn dialect_type(dir: WarehouseKind, ty: ColumnType) -> &'static str {
+        match dir {
+            WarehouseKind::Sqlite => crate::sqlite::sqlite_type(ty),
+            WarehouseKind::Postgres | WarehouseKind::Redshift => crate::postgres::pg_type(ty),
+        }
+    }
+
+    fn first(dir: WarehouseKind, schema: &str, table: &str) -> String {
         migrations(dir)[0].sql(schema, table)
     }
 
     #[test]
     fn placeholders_are_all_substituted_and_quoted() {
-        for dir in [Dir::Sqlite, Dir::Postgres, Dir::Redshift] {
+        for dir in [
+            WarehouseKind::Sqlite,
+            WarehouseKind::Postgres,
+            WarehouseKind::Redshift,
+        ] {
             for m in migrations(dir) {
                 let sql = m.sql("mdp", "facts");
                 assert!(
@@ -157,16 +168,19 @@ mod tests {
             for index in names("facts").indexes {
                 let created = ddl.contains(&format!("CREATE INDEX IF NOT EXISTS \"{index}\""));
                 // Redshift has no secondary indexes: its sort key replaces them.
-                assert_eq!(created, dir != Dir::Redshift, "{dir:?} {index}");
+                assert_eq!(created, dir != WarehouseKind::Redshift, "{dir:?} {index}");
             }
         }
-        for dir in [Dir::Postgres, Dir::Redshift] {
+        for dir in [WarehouseKind::Postgres, WarehouseKind::Redshift] {
             assert!(
                 first(dir, "mdp", "facts").contains("CREATE TABLE IF NOT EXISTS \"mdp\".\"facts\"")
             );
         }
-        assert!(first(Dir::Sqlite, "x", "facts").contains("CREATE TABLE IF NOT EXISTS \"facts\""));
-        let adopt = &migrations(Dir::Postgres)[1];
+        assert!(
+            first(WarehouseKind::Sqlite, "x", "facts")
+                .contains("CREATE TABLE IF NOT EXISTS \"facts\"")
+        );
+        let adopt = &migrations(WarehouseKind::Postgres)[1];
         let sql = adopt.sql("mdp", "facts");
         assert!(sql.contains("'\"mdp\".\"facts\"'::regclass"), "{sql}");
         assert!(
@@ -175,16 +189,45 @@ mod tests {
         );
     }
 
+    /// Every dialect's table has exactly the schema's columns, in its order,
+    /// each of the type the dialect maps its schema type to; a NOT NULL only
+    /// where the schema forbids NULL, and always on the key.
     #[test]
-    fn columns_are_in_contract_order() {
-        for dir in [Dir::Sqlite, Dir::Postgres, Dir::Redshift] {
-            assert_eq!(ddl_columns(&first(dir, "s", "t")), COLUMNS, "{dir:?}");
+    fn every_ddl_follows_the_schema() {
+        for dir in [
+            WarehouseKind::Sqlite,
+            WarehouseKind::Postgres,
+            WarehouseKind::Redshift,
+        ] {
+            let columns = ddl_columns(&first(dir, "s", "t"));
+            let names: Vec<&str> = columns.iter().map(|c| c.0.as_str()).collect();
+            assert_eq!(names, COLUMNS, "{dir:?}");
+            for ((name, ty, not_null), column) in columns.iter().zip(MARKET_DATA.iter()) {
+                if dir == WarehouseKind::Redshift && column.ty == ColumnType::Text {
+                    // Redshift has no unbounded text: each column has its
+                    // VARCHAR(n), codes 256 bytes, names up to 65535.
+                    let n: u32 = ty
+                        .strip_prefix("VARCHAR(")
+                        .and_then(|t| t.strip_suffix(')'))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("{name}: {ty}"));
+                    assert!((256..=65535).contains(&n), "{name}: {ty}");
+                    continue;
+                }
+                assert_eq!(ty, dialect_type(dir, column.ty), "{dir:?} {name}");
+                if *not_null {
+                    assert!(!column.nullable, "{dir:?} {name} is NOT NULL");
+                }
+                if column.role == Role::Key {
+                    assert!(*not_null, "{dir:?} key column {name}");
+                }
+            }
         }
     }
 
     #[test]
     fn redshift_distributes_and_sorts_by_ticker() {
-        let ddl = first(Dir::Redshift, "s", "t");
+        let ddl = first(WarehouseKind::Redshift, "s", "t");
         assert!(
             ddl.trim_end().ends_with(
                 ")\nDISTSTYLE KEY\nDISTKEY (\"ticker\")\nCOMPOUND SORTKEY (\"ticker\", \"date\");"
@@ -200,10 +243,14 @@ mod tests {
     /// gaps, and names are `NNN_description.sql`.
     #[test]
     fn the_list_matches_the_folders() {
-        for dir in [Dir::Sqlite, Dir::Postgres, Dir::Redshift] {
+        for dir in [
+            WarehouseKind::Sqlite,
+            WarehouseKind::Postgres,
+            WarehouseKind::Redshift,
+        ] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../infra/warehouse")
-                .join(dir.name());
+                .join(folder(dir));
             let mut files: Vec<String> = std::fs::read_dir(&path)
                 .unwrap()
                 .map(|e| e.unwrap().file_name().into_string().unwrap())

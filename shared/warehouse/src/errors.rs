@@ -1,17 +1,58 @@
-//! Database errors as stage errors: transient when retrying later can help
-//! (the warehouse is unreachable, busy, shutting down, out of connections, a
-//! serialization failure), permanent otherwise (bad SQL, constraint
-//! violations, data that does not fit). Messages never carry the password.
+//! Database errors as warehouse errors, classified in one place: transient
+//! when retrying later can help (the warehouse is unreachable, busy,
+//! shutting down, out of connections, a serialization failure), permanent
+//! otherwise (bad SQL, constraint violations, data that does not fit).
+//! Messages never carry the password.
 
-use mdp_core::{ErrorClass, StageError};
+use mdp_core::ErrorClass;
+use mdp_core::config::WarehouseKind as Dialect;
+use mdp_core::connection::WarehouseConnection;
 
-/// Which database produced an error: their codes differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Sqlite,
-    Postgres,
-    /// Postgres SQLSTATEs, plus Redshift's own transient conditions.
-    Redshift,
+use crate::port::{DatabaseError, WarehouseError};
+
+/// A failure inside a backend: from the database, a local file, or data
+/// that cannot be stored or read back faithfully (always permanent).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Db(sqlx::Error),
+    Io(std::io::Error),
+    Data(String),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl Failure {
+    /// The warehouse error of `what` failing this way, without secrets.
+    pub(crate) fn into_error(
+        self,
+        dialect: Dialect,
+        secrets: &Secrets,
+        what: &str,
+    ) -> WarehouseError {
+        let what = secrets.scrub(what);
+        match self {
+            Failure::Db(e) => WarehouseError::Database {
+                what,
+                class: class_of(dialect, &e),
+                source: DatabaseError {
+                    message: secrets.scrub(&describe(&e)),
+                    code: match &e {
+                        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                        _ => None,
+                    },
+                },
+            },
+            Failure::Io(source) => WarehouseError::Io { what, source },
+            Failure::Data(why) => WarehouseError::Refused {
+                what,
+                why: secrets.scrub(&why),
+            },
+        }
+    }
 }
 
 /// Postgres SQLSTATE classes worth retrying: 08 connection exception,
@@ -106,63 +147,21 @@ fn describe(err: &sqlx::Error) -> String {
     }
 }
 
-/// Secrets of a connection URL, for scrubbing them out of messages.
+/// The connection whose password is scrubbed out of messages (a second
+/// line of defence: database drivers do not repeat passwords anyway).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Secrets(Vec<String>);
+pub(crate) struct Secrets(Option<WarehouseConnection>);
 
 impl Secrets {
-    /// The password of `url`'s user info and of a `password=` query parameter,
-    /// as written and percent-decoded.
-    pub fn of_url(url: &str) -> Secrets {
-        let mut found = Vec::new();
-        if let Some((_, rest)) = url.split_once("://") {
-            let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-            if let Some((userinfo, _)) = authority.rsplit_once('@')
-                && let Some((_, password)) = userinfo.split_once(':')
-            {
-                found.push(password.to_string());
-            }
-            if let Some((_, query)) = tail.split_once('?') {
-                for kv in query.split('&') {
-                    if let Some((k, v)) = kv.split_once('=')
-                        && k.eq_ignore_ascii_case("password")
-                    {
-                        found.push(v.to_string());
-                    }
-                }
-            }
-        }
-        let decoded: Vec<String> = found
-            .iter()
-            .map(|s| mdp_core::encoding::percent_decode(s))
-            .collect();
-        found.extend(decoded);
-        // Very short "passwords" would blank out ordinary words; sqlx messages do
-        // not repeat passwords anyway, this is a second line of defence.
-        found.retain(|s| s.len() >= 4);
-        found.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        found.dedup();
-        Secrets(found)
+    pub fn of(connection: &WarehouseConnection) -> Secrets {
+        Secrets(Some(connection.clone()))
     }
 
     pub fn scrub(&self, text: &str) -> String {
-        self.0.iter().fold(text.to_string(), |t, secret| {
-            t.replace(secret.as_str(), "***")
-        })
-    }
-}
-
-/// `what: error`, classified, without secrets.
-pub(crate) fn stage_error(
-    dialect: Dialect,
-    secrets: &Secrets,
-    what: &str,
-    err: &sqlx::Error,
-) -> StageError {
-    let message = secrets.scrub(&format!("{what}: {}", describe(err)));
-    match class_of(dialect, err) {
-        ErrorClass::Transient => StageError::transient(message),
-        ErrorClass::Permanent => StageError::permanent(message),
+        match &self.0 {
+            Some(connection) => connection.scrub(text),
+            None => text.to_string(),
+        }
     }
 }
 
@@ -247,17 +246,13 @@ mod tests {
 
     #[test]
     fn passwords_are_scrubbed() {
-        let s =
-            Secrets::of_url("postgres://user:hunter%232@db/x?sslmode=require&password=sekrit99");
-        let text = s.scrub("a hunter%232 b hunter#2 c sekrit99 d");
-        assert_eq!(text, "a *** b *** c *** d");
-        assert_eq!(
-            Secrets::of_url("postgres://user@db/x").scrub("user@db"),
-            "user@db"
-        );
-        assert_eq!(
-            Secrets::of_url("sqlite://./data/w.db").scrub("./data/w.db"),
-            "./data/w.db"
-        );
+        let none = |_: &str| None;
+        let url = "postgres://user:hunter%232@db/x?sslmode=require";
+        let s = Secrets::of(&WarehouseConnection::parse(url, none).unwrap());
+        let text = s.scrub("a hunter%232 b hunter#2 c");
+        assert!(!text.contains("hunter"), "{text}");
+        let no_password = WarehouseConnection::parse("postgres://user@db/x", none).unwrap();
+        assert_eq!(Secrets::of(&no_password).scrub("user@db"), "user@db");
+        assert_eq!(Secrets::default().scrub("./data/w.db"), "./data/w.db");
     }
 }

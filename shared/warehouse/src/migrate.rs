@@ -41,54 +41,34 @@
 
 use std::collections::BTreeSet;
 
-use mdp_core::row::COLUMNS;
+use mdp_core::config::WarehouseKind;
+use mdp_core::schema::COLUMNS;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row, SqliteConnection, SqlitePool};
 
-use crate::Failure;
-use crate::columns::quote_ident;
-use crate::ddl::{Dir, Migration, migrations};
+use crate::ddl::{Migration, migrations};
+use crate::errors::Failure;
+use crate::sql::{literal, quote_ident};
 
 /// The bookkeeping table.
 pub(crate) const MIGRATIONS_TABLE: &str = "mdp_schema_migrations";
 
-/// A SQL string literal. Callers pass identifiers checked by the
-/// configuration, tickers, migration names and S3 URIs without backslashes
-/// (checked in [`crate::redshift`]), so doubling quotes is all it takes under
-/// both Postgres' and Redshift's literal rules.
-pub(crate) fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// Postgres or Redshift: the same wire protocol, different locks and clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flavor {
-    Postgres,
-    Redshift,
+type Flavor = WarehouseKind;
+
+/// The name as the catalog stores it: Redshift folds quoted identifiers
+/// to lower case (unless `enable_case_sensitive_identifier` is on).
+fn catalog_name(flavor: Flavor, ident: &str) -> String {
+    match flavor {
+        Flavor::Redshift => ident.to_ascii_lowercase(),
+        Flavor::Postgres | Flavor::Sqlite => ident.to_string(),
+    }
 }
 
-impl Flavor {
-    fn dir(self) -> Dir {
-        match self {
-            Flavor::Postgres => Dir::Postgres,
-            Flavor::Redshift => Dir::Redshift,
-        }
-    }
-
-    /// The name as the catalog stores it: Redshift folds quoted identifiers
-    /// to lower case (unless `enable_case_sensitive_identifier` is on).
-    fn catalog_name(self, ident: &str) -> String {
-        match self {
-            Flavor::Postgres => ident.to_string(),
-            Flavor::Redshift => ident.to_ascii_lowercase(),
-        }
-    }
-
-    fn now(self) -> &'static str {
-        match self {
-            Flavor::Postgres => "now()",
-            // UTC (sqlx sets TimeZone=UTC at connect); Redshift has no now().
-            Flavor::Redshift => "GETDATE()",
-        }
+fn now(flavor: Flavor) -> &'static str {
+    match flavor {
+        // UTC (sqlx sets TimeZone=UTC at connect); Redshift has no now().
+        Flavor::Redshift => "GETDATE()",
+        Flavor::Postgres | Flavor::Sqlite => "now()",
     }
 }
 
@@ -99,7 +79,7 @@ pub(crate) async fn migrate_pg(
     schema: &str,
     table: &str,
 ) -> Result<(), Failure> {
-    let all = migrations(flavor.dir());
+    let all = migrations(flavor);
     let mut conn = pool.acquire().await?;
     // Records of a table that no longer exists (dropped) do not count.
     let done = if bookkeeping_exists(&mut conn, flavor, schema).await?
@@ -150,8 +130,8 @@ async fn table_exists(
         conn,
         format!(
             "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = {} AND tablename = {}",
-            literal(&flavor.catalog_name(schema)),
-            literal(&flavor.catalog_name(table)),
+            literal(&catalog_name(flavor, schema)),
+            literal(&catalog_name(flavor, table)),
         ),
     )
     .await
@@ -230,7 +210,7 @@ async fn apply_pg(
                     .await?;
             }
         }
-        Flavor::Redshift => {
+        Flavor::Redshift | Flavor::Sqlite => {
             sqlx::raw_sql(AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS {}; {create_bookkeeping}; LOCK {bookkeeping}",
                 quote_ident(schema)
@@ -273,7 +253,7 @@ async fn apply_pg(
         literal(table),
         migration.version,
         literal(&description(migration, adopted)),
-        flavor.now()
+        now(flavor)
     )))
     .execute(&mut *tx)
     .await?;
@@ -309,8 +289,8 @@ async fn present_columns_pg(
         format!(
             "SELECT column_name::text FROM information_schema.columns \
              WHERE table_schema = {} AND table_name = {}",
-            literal(&flavor.catalog_name(schema)),
-            literal(&flavor.catalog_name(table)),
+            literal(&catalog_name(flavor, schema)),
+            literal(&catalog_name(flavor, table)),
         ),
     )
     .await
@@ -337,7 +317,7 @@ fn check_columns(present: Vec<String>, schema: &str, table: &str) -> Result<(), 
 
 /// Applies the pending migrations of `table` on SQLite.
 pub(crate) async fn migrate_sqlite(pool: &SqlitePool, table: &str) -> Result<(), Failure> {
-    let all = migrations(Dir::Sqlite);
+    let all = migrations(WarehouseKind::Sqlite);
     let mut conn = pool.acquire().await?;
     // Records of a table that no longer exists (dropped) do not count.
     let done = if sqlite_table_exists(&mut conn, MIGRATIONS_TABLE).await?

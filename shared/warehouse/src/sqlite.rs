@@ -1,24 +1,32 @@
-//! SQLite: multi-row `INSERT ... ON CONFLICT` statements inside one
-//! `BEGIN IMMEDIATE` transaction (the write lock is taken up front, so the
-//! before/after counts of a load cannot see another writer).
+//! SQLite, the embedded default: multi-row `INSERT ... ON CONFLICT`
+//! statements inside one `BEGIN IMMEDIATE` transaction (the write lock is
+//! taken up front, so the before/after counts of a load cannot see another
+//! writer).
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use mdp_core::CuratedRow;
-use mdp_core::config::LoadStrategy;
-use mdp_core::row::COLUMNS;
+use mdp_core::config::{LoadStrategy, WarehouseKind};
+use mdp_core::connection::{SqliteTarget, WarehouseConnection};
+use mdp_core::schema::{ColumnType, MARKET_DATA, OwnedValue, Value, WIDTH};
+use mdp_core::{CuratedRow, Ticker};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
-use crate::columns::{self, KINDS, Kind, Owned, Value, column_list, quote_ident, values};
-use crate::{Failure, Job, LoadReport};
+use crate::errors::{Failure, Secrets};
+use crate::port::{
+    CuratedBatch, LoadReport, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
+    load_batch_rows,
+};
+use crate::sql::{all_columns, compared_columns, quote_ident, update_assignments};
+use crate::{TableSettings, log_load, migrate};
 
 /// SQLite's default limit of bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER).
 const MAX_VARIABLES: usize = 32_766;
 /// Rows per statement the parameter limit allows.
-const MAX_ROWS_PER_STATEMENT: usize = MAX_VARIABLES / COLUMNS.len();
+const MAX_ROWS_PER_STATEMENT: usize = MAX_VARIABLES / WIDTH;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Dates as stored: `YYYY-MM-DD`.
@@ -26,23 +34,148 @@ const DATE_FORMAT: &str = "%Y-%m-%d";
 /// Timestamps as stored: RFC 3339 UTC with exactly six fractional digits.
 const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
-pub(crate) async fn connect(url: &str, pool_size: u32) -> Result<SqlitePool, Failure> {
-    let options = SqliteConnectOptions::from_str(url)?
-        .create_if_missing(true)
-        .busy_timeout(BUSY_TIMEOUT);
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    if !in_memory
-        && let Some(parent) = options
-            .get_filename()
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-    {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(Failure::Io)?;
+/// The SQLite type of a schema column (the DDL is checked against it):
+/// dates and timestamps as sortable text.
+#[cfg(test)]
+pub(crate) fn sqlite_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Ticker | ColumnType::Text | ColumnType::Date | ColumnType::Timestamp => "TEXT",
+        ColumnType::Float => "REAL",
+        ColumnType::Int => "INTEGER",
     }
+}
+
+/// The warehouse in a SQLite file (or in memory).
+pub struct SqliteWarehouse {
+    pool: SqlitePool,
+    table: String,
+    batch_size: usize,
+    description: String,
+}
+
+impl SqliteWarehouse {
+    /// Opens (and creates, with its folder) the database file, or an
+    /// in-memory database.
+    pub async fn connect(
+        target: &SqliteTarget,
+        settings: &TableSettings,
+    ) -> Result<Self, WarehouseError> {
+        let url = WarehouseConnection::Sqlite(target.clone()).redacted();
+        let what = format!("connecting to warehouse {url}");
+        let pool = connect(target, settings.pool_size)
+            .await
+            .map_err(|e| e.into_error(WarehouseKind::Sqlite, &Secrets::default(), &what))?;
+        Ok(SqliteWarehouse {
+            pool,
+            table: settings.table.clone(),
+            batch_size: settings.batch_size.max(1),
+            description: format!("sqlite {url} table {}", settings.table),
+        })
+    }
+
+    fn fail(&self, what: &str) -> impl FnOnce(Failure) -> WarehouseError + '_ {
+        let what = what.to_string();
+        move |e| e.into_error(WarehouseKind::Sqlite, &Secrets::default(), &what)
+    }
+}
+
+#[async_trait]
+impl WarehouseLoader for SqliteWarehouse {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn migrate(&self) -> Result<(), WarehouseError> {
+        migrate::migrate_sqlite(&self.pool, &self.table)
+            .await
+            .map_err(self.fail(&format!("migrating warehouse table {}", self.table)))
+    }
+
+    async fn load(
+        &self,
+        batch: &CuratedBatch<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<LoadReport, WarehouseError> {
+        load_batch_rows(self, batch, strategy).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+#[async_trait]
+impl RowWarehouse for SqliteWarehouse {
+    async fn load_rows(
+        &self,
+        ticker: &Ticker,
+        rows: &[CuratedRow],
+        strategy: LoadStrategy,
+    ) -> Result<LoadReport, WarehouseError> {
+        let what = format!("loading {ticker} into {}", self.table);
+        check_rows(ticker, rows).map_err(|why| WarehouseError::Refused {
+            what: what.clone(),
+            why,
+        })?;
+        if rows.is_empty() && strategy != LoadStrategy::TruncateInsert {
+            return Ok(LoadReport::default());
+        }
+        let started = Instant::now();
+        let job = Job {
+            ticker: ticker.as_str(),
+            rows,
+            strategy,
+            batch_size: self.batch_size,
+        };
+        let report = load(&self.pool, &self.table, &job)
+            .await
+            .map_err(self.fail(&what))?;
+        log_load(ticker, &self.table, strategy, &report, started);
+        Ok(report)
+    }
+
+    async fn read_rows(&self, ticker: Option<&Ticker>) -> Result<Vec<CuratedRow>, WarehouseError> {
+        read_rows(&self.pool, &self.table, ticker.map(Ticker::as_str))
+            .await
+            .map_err(self.fail(&format!("reading {}", self.table)))
+    }
+
+    async fn drop_table(&self) -> Result<(), WarehouseError> {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            quote_ident(&self.table)
+        )))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|e| self.fail(&format!("dropping {}", self.table))(Failure::Db(e)))
+    }
+}
+
+/// One load, as the statements see it: rows checked by [`check_rows`].
+struct Job<'a> {
+    ticker: &'a str,
+    rows: &'a [CuratedRow],
+    strategy: LoadStrategy,
+    batch_size: usize,
+}
+
+async fn connect(target: &SqliteTarget, pool_size: u32) -> Result<SqlitePool, Failure> {
+    let options = if target.in_memory {
+        // A named in-memory database is shared by the pool's connections.
+        SqliteConnectOptions::from_str(&WarehouseConnection::Sqlite(target.clone()).to_url())?
+    } else {
+        if let Some(parent) = target.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(Failure::Io)?;
+        }
+        SqliteConnectOptions::new().filename(&target.path)
+    }
+    .create_if_missing(true)
+    .busy_timeout(BUSY_TIMEOUT);
     let mut pool = SqlitePoolOptions::new().max_connections(pool_size.max(1));
-    if in_memory {
+    if target.in_memory {
         // An in-memory database lives as long as one of its connections.
         pool = pool
             .min_connections(1)
@@ -56,11 +189,7 @@ pub(crate) fn format_timestamp(ts: DateTime<Utc>) -> String {
     ts.format(TIMESTAMP_FORMAT).to_string()
 }
 
-pub(crate) async fn load(
-    pool: &SqlitePool,
-    table: &str,
-    job: &Job<'_>,
-) -> Result<LoadReport, Failure> {
+async fn load(pool: &SqlitePool, table: &str, job: &Job<'_>) -> Result<LoadReport, Failure> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     match load_in(&mut tx, table, job).await {
         Ok(report) => {
@@ -96,15 +225,11 @@ async fn load_in(
     };
     let conflict = match job.strategy {
         LoadStrategy::Upsert => {
-            let sets: Vec<String> = columns::updated_columns()
-                .map(|c| format!("{0} = excluded.{0}", quote_ident(c)))
-                .collect();
-            let compared = columns::compared_columns();
             format!(
                 " ON CONFLICT (\"ticker\", \"date\") DO UPDATE SET {} WHERE ({}) IS NOT ({})",
-                sets.join(", "),
-                column_list(compared, "t."),
-                column_list(compared, "excluded.")
+                update_assignments("excluded"),
+                compared_columns("t."),
+                compared_columns("excluded.")
             )
         }
         LoadStrategy::Append => " ON CONFLICT (\"ticker\", \"date\") DO NOTHING".to_string(),
@@ -124,11 +249,8 @@ async fn load_in(
         LoadStrategy::Upsert | LoadStrategy::Append => count(conn, &target, job.ticker).await?,
     };
 
-    let placeholders = format!("({})", vec!["?"; COLUMNS.len()].join(", "));
-    let head = format!(
-        "INSERT INTO {target} AS t ({}) VALUES ",
-        column_list(&COLUMNS, "")
-    );
+    let placeholders = format!("({})", vec!["?"; WIDTH].join(", "));
+    let head = format!("INSERT INTO {target} AS t ({}) VALUES ", all_columns(""));
     let mut written = 0u64; // inserted + updated rows, as SQLite counts changes
     for chunk in job.rows.chunks(job.batch_size.min(MAX_ROWS_PER_STATEMENT)) {
         let sql = format!(
@@ -137,7 +259,7 @@ async fn load_in(
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for row in chunk {
-            for value in values(row) {
+            for value in row.values() {
                 query = match value {
                     Value::Text(v) => query.bind(v.map(str::to_string)),
                     Value::Date(d) => query.bind(d.format(DATE_FORMAT).to_string()),
@@ -158,7 +280,7 @@ async fn load_in(
     Ok(report)
 }
 
-pub(crate) async fn read_rows(
+async fn read_rows(
     pool: &SqlitePool,
     table: &str,
     ticker: Option<&str>,
@@ -170,7 +292,7 @@ pub(crate) async fn read_rows(
     };
     let sql = format!(
         "SELECT {} FROM {} {filter} ORDER BY \"ticker\", \"date\"",
-        column_list(&COLUMNS, ""),
+        all_columns(""),
         quote_ident(table)
     );
     let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -180,33 +302,33 @@ pub(crate) async fn read_rows(
     let rows = query.fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
-            let mut values = Vec::with_capacity(COLUMNS.len());
-            for (i, kind) in KINDS.into_iter().enumerate() {
-                values.push(match kind {
-                    Kind::Ticker | Kind::Text => Owned::Text(row.try_get(i)?),
-                    Kind::Float => Owned::Float(row.try_get(i)?),
-                    Kind::Int => Owned::Int(row.try_get(i)?),
-                    Kind::Date => {
+            let mut values = Vec::with_capacity(WIDTH);
+            for (i, column) in MARKET_DATA.iter().enumerate() {
+                let bad = |text: &str, e: &dyn std::fmt::Display| {
+                    Failure::Data(format!("{} {text:?}: {e}", column.name))
+                };
+                values.push(match column.ty {
+                    ColumnType::Ticker | ColumnType::Text => OwnedValue::Text(row.try_get(i)?),
+                    ColumnType::Float => OwnedValue::Float(row.try_get(i)?),
+                    ColumnType::Int => OwnedValue::Int(row.try_get(i)?),
+                    ColumnType::Date => {
                         let text: String = row.try_get(i)?;
-                        Owned::Date(
-                            NaiveDate::parse_from_str(&text, DATE_FORMAT).map_err(|e| {
-                                Failure::Data(format!("{} {text:?}: {e}", COLUMNS[i]))
-                            })?,
+                        OwnedValue::Date(
+                            NaiveDate::parse_from_str(&text, DATE_FORMAT)
+                                .map_err(|e| bad(&text, &e))?,
                         )
                     }
-                    Kind::Timestamp => {
+                    ColumnType::Timestamp => {
                         let text: String = row.try_get(i)?;
-                        Owned::Timestamp(
+                        OwnedValue::Timestamp(
                             DateTime::parse_from_rfc3339(&text)
                                 .map(|t| t.with_timezone(&Utc))
-                                .map_err(|e| {
-                                    Failure::Data(format!("{} {text:?}: {e}", COLUMNS[i]))
-                                })?,
+                                .map_err(|e| bad(&text, &e))?,
                         )
                     }
                 });
             }
-            columns::row_from_values(values).map_err(Failure::Data)
+            CuratedRow::from_values(values).map_err(|e| Failure::Data(e.to_string()))
         })
         .collect()
 }
@@ -229,6 +351,6 @@ mod tests {
     #[test]
     fn statements_stay_within_the_parameter_limit() {
         assert_eq!(MAX_ROWS_PER_STATEMENT, 1023);
-        assert!(MAX_ROWS_PER_STATEMENT * COLUMNS.len() <= MAX_VARIABLES);
+        const { assert!(MAX_ROWS_PER_STATEMENT * WIDTH <= MAX_VARIABLES) };
     }
 }

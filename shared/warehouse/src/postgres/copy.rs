@@ -5,8 +5,11 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use mdp_core::CuratedRow;
+use mdp_core::schema::Value;
+use sqlx::PgConnection;
 
-use crate::columns::{Value, values};
+use crate::errors::Failure;
+use crate::sql::all_columns;
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
@@ -42,7 +45,7 @@ pub(crate) fn header(buf: &mut Vec<u8>) {
 
 /// One tuple: the field count, then each field's length and bytes (-1 for NULL).
 pub(crate) fn row(buf: &mut Vec<u8>, row: &CuratedRow) {
-    let values = values(row);
+    let values = row.values();
     buf.extend_from_slice(&(values.len() as i16).to_be_bytes());
     for value in values {
         field(buf, value);
@@ -70,6 +73,39 @@ fn field(buf: &mut Vec<u8>, value: Value<'_>) {
             buf.extend_from_slice(&(-1i32).to_be_bytes())
         }
     }
+}
+
+/// Streams `rows` into the table `stage` (all contract columns), `batch_size`
+/// rows per COPY message.
+pub(crate) async fn copy_rows(
+    conn: &mut PgConnection,
+    stage: &str,
+    rows: &[CuratedRow],
+    batch_size: usize,
+) -> Result<(), Failure> {
+    let statement = format!(
+        "COPY {stage} ({}) FROM STDIN (FORMAT binary)",
+        all_columns("")
+    );
+    let mut copy = conn.copy_in_raw(&statement).await?;
+    let mut buf = Vec::new();
+    header(&mut buf);
+    for chunk in rows.chunks(batch_size.max(1)) {
+        for row in chunk {
+            self::row(&mut buf, row);
+        }
+        copy.send(std::mem::take(&mut buf)).await?;
+    }
+    trailer(&mut buf);
+    copy.send(buf).await?;
+    let copied = copy.finish().await?;
+    if copied != rows.len() as u64 {
+        return Err(Failure::Data(format!(
+            "COPY took {copied} of {} rows",
+            rows.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

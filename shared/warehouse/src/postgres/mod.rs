@@ -20,18 +20,241 @@
 //! back as the nearest double. Upserts compare after the cast (`EXCLUDED`
 //! holds the rounded values), so reloading the same rows rewrites nothing.
 
-use std::str::FromStr;
-use std::time::Duration;
+mod copy;
 
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mdp_core::CuratedRow;
-use mdp_core::config::LoadStrategy;
-use mdp_core::row::COLUMNS;
+use mdp_core::config::{LoadStrategy, WarehouseKind};
+use mdp_core::connection::{ServerTarget, TlsMode, WarehouseConnection};
+use mdp_core::schema::{ColumnType, MARKET_DATA, OwnedValue, WIDTH};
+use mdp_core::{CuratedRow, Ticker};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgSslMode};
 use sqlx::{AssertSqlSafe, Connection, PgPool, Row};
 
-use crate::columns::{self, KINDS, Kind, Owned, column_list, quote_ident};
-use crate::{Failure, Job, LoadReport, pgcopy};
+use crate::errors::{Failure, Secrets};
+use crate::port::{
+    CuratedBatch, LoadReport, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
+    empty_truncate,
+};
+use crate::sql::{all_columns, compared_columns, quote_ident, update_assignments};
+use crate::{TableSettings, log_load, migrate};
+
+pub(crate) use copy::copy_rows;
+
+/// The warehouse in a Postgres database.
+pub struct PostgresWarehouse {
+    pool: PgPool,
+    schema: String,
+    table: String,
+    batch_size: usize,
+    secrets: Secrets,
+    description: String,
+}
+
+/// Where a load's rows come from: given, or read from the lake once the
+/// load holds its lock.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Rows(&'a [CuratedRow]),
+    Lake(&'a CuratedBatch<'a>),
+}
+
+impl PostgresWarehouse {
+    /// Connects to a Postgres server (one direct connection first, so an
+    /// unreachable server is a transient error here).
+    pub async fn connect(
+        target: &ServerTarget,
+        settings: &TableSettings,
+    ) -> Result<Self, WarehouseError> {
+        let connection = WarehouseConnection::Server(target.clone());
+        let secrets = Secrets::of(&connection);
+        let redacted = connection.redacted();
+        let pool = connect_with(connect_options(target), settings.pool_size)
+            .await
+            .map_err(|e| {
+                e.into_error(
+                    WarehouseKind::Postgres,
+                    &secrets,
+                    &format!("connecting to warehouse {redacted}"),
+                )
+            })?;
+        Ok(PostgresWarehouse {
+            pool,
+            schema: settings.schema.clone(),
+            table: settings.table.clone(),
+            batch_size: settings.batch_size.max(1),
+            secrets,
+            description: format!(
+                "postgres {redacted} table {}.{}",
+                settings.schema, settings.table
+            ),
+        })
+    }
+
+    fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+
+    fn fail(&self, what: String) -> impl FnOnce(Failure) -> WarehouseError + '_ {
+        move |e| e.into_error(WarehouseKind::Postgres, &self.secrets, &what)
+    }
+
+    async fn load_from(
+        &self,
+        ticker: &Ticker,
+        source: Source<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<LoadReport, WarehouseError> {
+        let what = format!("loading {ticker} into {}", self.qualified_name());
+        let started = Instant::now();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.fail(what.clone())(e.into()))?;
+        let target = target(&self.schema, &self.table);
+        let result = async {
+            lock_ticker(&mut tx, &target, ticker.as_str())
+                .await
+                .map_err(self.fail(what.clone()))?;
+            // Read after the lock: a load commits what the lake holds now,
+            // never an older read overtaking a newer load.
+            let rows: Cow<'_, [CuratedRow]> =
+                match source {
+                    Source::Rows(rows) => Cow::Borrowed(rows),
+                    Source::Lake(batch) => {
+                        Cow::Owned(batch.read_rows().await.map_err(|source| {
+                            WarehouseError::Lake {
+                                what: format!("reading the curated rows of {ticker}"),
+                                source,
+                            }
+                        })?)
+                    }
+                };
+            if rows.is_empty() && strategy == LoadStrategy::TruncateInsert {
+                if matches!(source, Source::Lake(_)) {
+                    return Err(empty_truncate(ticker));
+                }
+            } else if rows.is_empty() {
+                return Ok(LoadReport::default());
+            }
+            check_rows(ticker, &rows).map_err(|why| WarehouseError::Refused {
+                what: what.clone(),
+                why,
+            })?;
+            let job = Job {
+                ticker: ticker.as_str(),
+                rows: &rows,
+                strategy,
+                batch_size: self.batch_size,
+            };
+            load_in(&mut tx, &target, &job)
+                .await
+                .map_err(self.fail(what.clone()))
+        }
+        .await;
+        match result {
+            Ok(report) => {
+                tx.commit().await.map_err(|e| self.fail(what)(e.into()))?;
+                log_load(ticker, &self.qualified_name(), strategy, &report, started);
+                Ok(report)
+            }
+            Err(e) => {
+                // Dropping the transaction would roll back too; doing it here
+                // returns a clean connection to the pool before the error leaves.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl WarehouseLoader for PostgresWarehouse {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn migrate(&self) -> Result<(), WarehouseError> {
+        migrate::migrate_pg(
+            &self.pool,
+            WarehouseKind::Postgres,
+            &self.schema,
+            &self.table,
+        )
+        .await
+        .map_err(self.fail(format!(
+            "migrating warehouse table {}",
+            self.qualified_name()
+        )))
+    }
+
+    async fn load(
+        &self,
+        batch: &CuratedBatch<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<LoadReport, WarehouseError> {
+        self.load_from(batch.ticker, Source::Lake(batch), strategy)
+            .await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+#[async_trait]
+impl RowWarehouse for PostgresWarehouse {
+    async fn load_rows(
+        &self,
+        ticker: &Ticker,
+        rows: &[CuratedRow],
+        strategy: LoadStrategy,
+    ) -> Result<LoadReport, WarehouseError> {
+        // Bad rows are refused before any connection is taken.
+        check_rows(ticker, rows).map_err(|why| WarehouseError::Refused {
+            what: format!("loading {ticker} into {}", self.qualified_name()),
+            why,
+        })?;
+        if rows.is_empty() && strategy != LoadStrategy::TruncateInsert {
+            return Ok(LoadReport::default());
+        }
+        self.load_from(ticker, Source::Rows(rows), strategy).await
+    }
+
+    async fn read_rows(&self, ticker: Option<&Ticker>) -> Result<Vec<CuratedRow>, WarehouseError> {
+        read_rows(
+            &self.pool,
+            &self.schema,
+            &self.table,
+            ticker.map(Ticker::as_str),
+        )
+        .await
+        .map_err(self.fail(format!("reading {}", self.qualified_name())))
+    }
+
+    async fn drop_table(&self) -> Result<(), WarehouseError> {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            target(&self.schema, &self.table)
+        )))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|e| self.fail(format!("dropping {}", self.qualified_name()))(e.into()))
+    }
+}
+
+/// One load, as the statements see it: rows checked by [`check_rows`].
+struct Job<'a> {
+    ticker: &'a str,
+    rows: &'a [CuratedRow],
+    strategy: LoadStrategy,
+    batch_size: usize,
+}
 
 /// How long the first connection may take before the warehouse counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -41,14 +264,45 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The staging table of a load: temporary, dropped at commit or rollback.
 const STAGE: &str = "pg_temp.\"mdp_stage_market_data\"";
 
-pub(crate) async fn connect(url: &str, pool_size: u32) -> Result<PgPool, Failure> {
-    let mut options = PgConnectOptions::from_str(url)?;
-    // The URL may name the application (e.g. to tell functions apart in pg_stat_activity).
-    if !url.contains("application_name=") {
-        options = options.application_name("mdp-warehouse");
+/// Connection options built from the target's fields (never from a URL
+/// string: the one parser is `mdp_core::connection`, which also chose TLS).
+pub(crate) fn connect_options(target: &ServerTarget) -> PgConnectOptions {
+    let mut options = PgConnectOptions::new_without_pgpass()
+        .port(target.port)
+        .username(&target.user)
+        .ssl_mode(ssl_mode(target.tls))
+        // The URL may name the application (e.g. to tell functions apart in pg_stat_activity).
+        .application_name(
+            target
+                .application_name
+                .as_deref()
+                .unwrap_or("mdp-warehouse"),
+        );
+    options = if target.host.starts_with('/') {
+        options.socket(&target.host)
+    } else {
+        options.host(&target.host)
+    };
+    if let Some(password) = &target.password {
+        options = options.password(password.expose());
     }
-    let ssl_mode = default_ssl_mode(url, options.get_host());
-    connect_with(options.ssl_mode(ssl_mode), pool_size).await
+    if let Some(database) = &target.database {
+        options = options.database(database);
+    }
+    if let Some(cert) = &target.ssl_root_cert {
+        options = options.ssl_root_cert(cert);
+    }
+    options
+}
+
+fn ssl_mode(tls: TlsMode) -> PgSslMode {
+    match tls {
+        TlsMode::Disable => PgSslMode::Disable,
+        TlsMode::Prefer => PgSslMode::Prefer,
+        TlsMode::Require => PgSslMode::Require,
+        TlsMode::VerifyCa => PgSslMode::VerifyCa,
+        TlsMode::VerifyFull => PgSslMode::VerifyFull,
+    }
 }
 
 /// A lazy pool on `options`, after one direct connection proves the
@@ -77,67 +331,36 @@ pub(crate) async fn connect_with(
         .connect_lazy_with(options))
 }
 
-/// TLS when the URL (or `PGSSLMODE`) does not say: required for a remote
-/// host, off on loopback or a Unix socket, where it only costs (sqlx's
-/// "prefer" handshake against a self-signed local certificate takes ~180 ms).
-fn default_ssl_mode(url: &str, host: &str) -> PgSslMode {
-    let explicit = url.split_once('?').is_some_and(|(_, q)| {
-        q.split('&')
-            .any(|kv| kv.to_ascii_lowercase().starts_with("sslmode="))
-    }) || std::env::var_os("PGSSLMODE").is_some();
-    if explicit {
-        return PgConnectOptions::from_str(url)
-            .map(|o| o.get_ssl_mode())
-            .unwrap_or(PgSslMode::Require);
-    }
-    let local = host.starts_with('/')
-        || host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if local {
-        PgSslMode::Disable
-    } else {
-        PgSslMode::Require
-    }
-}
-
 fn target(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
 }
 
-fn pg_type(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Ticker => "VARCHAR(16)",
-        Kind::Date => "DATE",
-        Kind::Float => "DOUBLE PRECISION",
-        Kind::Int => "BIGINT",
-        Kind::Text => "TEXT",
-        Kind::Timestamp => "TIMESTAMPTZ",
+/// The Postgres type of a schema column (also Redshift's: the DDL of both
+/// is checked against it).
+pub(crate) fn pg_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Ticker => "VARCHAR(16)",
+        ColumnType::Date => "DATE",
+        ColumnType::Float => "DOUBLE PRECISION",
+        ColumnType::Int => "BIGINT",
+        ColumnType::Text => "TEXT",
+        ColumnType::Timestamp => "TIMESTAMPTZ",
     }
 }
 
-pub(crate) async fn load(
-    pool: &PgPool,
-    schema: &str,
-    table: &str,
-    job: &Job<'_>,
-) -> Result<LoadReport, Failure> {
-    let mut tx = pool.begin().await?;
-    match load_in(&mut tx, &target(schema, table), job).await {
-        Ok(report) => {
-            tx.commit().await?;
-            Ok(report)
-        }
-        Err(e) => {
-            // Dropping the transaction would roll back too; doing it here
-            // returns a clean connection to the pool before the error leaves.
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    }
+/// Serialises the loads of one ticker (SQS may deliver a load twice at
+/// once: two truncate_inserts would otherwise both delete, then collide).
+async fn lock_ticker(conn: &mut PgConnection, target: &str, ticker: &str) -> Result<(), Failure> {
+    // Timestamps cross in binary (UTC instants); the zone only matters for a
+    // legacy `timestamp without time zone` table: make that UTC too.
+    sqlx::query("SET LOCAL TIME ZONE 'UTC'")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("mdp-warehouse load {target} {ticker}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn load_in(
@@ -145,22 +368,9 @@ async fn load_in(
     target: &str,
     job: &Job<'_>,
 ) -> Result<LoadReport, Failure> {
-    // Timestamps cross in binary (UTC instants); the zone only matters for a
-    // legacy `timestamp without time zone` table: make that UTC too.
-    sqlx::query("SET LOCAL TIME ZONE 'UTC'")
-        .execute(&mut *conn)
-        .await?;
-    // Loads of one ticker run one at a time (SQS may deliver a load twice at
-    // once): two truncate_inserts would otherwise both delete, then collide.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("mdp-warehouse load {target} {}", job.ticker))
-        .execute(&mut *conn)
-        .await?;
-
-    let definitions: Vec<String> = COLUMNS
+    let definitions: Vec<String> = MARKET_DATA
         .iter()
-        .zip(KINDS)
-        .map(|(c, k)| format!("{} {}", quote_ident(c), pg_type(k)))
+        .map(|c| format!("{} {}", quote_ident(c.name), pg_type(c.ty)))
         .collect();
     sqlx::query(AssertSqlSafe(format!(
         "CREATE TEMP TABLE {STAGE} ({}) ON COMMIT DROP",
@@ -170,7 +380,7 @@ async fn load_in(
     .await?;
     copy_rows(conn, STAGE, job.rows, job.batch_size).await?;
 
-    let cols = column_list(&COLUMNS, "");
+    let cols = all_columns("");
     let insert = format!("INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {STAGE}");
     let mut report = LoadReport {
         rows_in: job.rows.len(),
@@ -178,17 +388,13 @@ async fn load_in(
     };
     match job.strategy {
         LoadStrategy::Upsert => {
-            let sets: Vec<String> = columns::updated_columns()
-                .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
-                .collect();
-            let compared = columns::compared_columns();
             let sql = format!(
                 "WITH written AS ({insert} ON CONFLICT (\"ticker\", \"date\") DO UPDATE SET {} \
                  WHERE ({}) IS DISTINCT FROM ({}) RETURNING (xmax = 0) AS inserted) \
                  SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written",
-                sets.join(", "),
-                column_list(compared, "t."),
-                column_list(compared, "EXCLUDED."),
+                update_assignments("EXCLUDED"),
+                compared_columns("t."),
+                compared_columns("EXCLUDED."),
             );
             let (inserted, updated): (i64, i64) = sqlx::query_as(AssertSqlSafe(sql))
                 .fetch_one(&mut *conn)
@@ -220,39 +426,6 @@ async fn load_in(
     Ok(report)
 }
 
-/// Streams `rows` into the table `stage` (all contract columns), `batch_size`
-/// rows per COPY message.
-pub(crate) async fn copy_rows(
-    conn: &mut PgConnection,
-    stage: &str,
-    rows: &[CuratedRow],
-    batch_size: usize,
-) -> Result<(), Failure> {
-    let statement = format!(
-        "COPY {stage} ({}) FROM STDIN (FORMAT binary)",
-        column_list(&COLUMNS, "")
-    );
-    let mut copy = conn.copy_in_raw(&statement).await?;
-    let mut buf = Vec::new();
-    pgcopy::header(&mut buf);
-    for chunk in rows.chunks(batch_size.max(1)) {
-        for row in chunk {
-            pgcopy::row(&mut buf, row);
-        }
-        copy.send(std::mem::take(&mut buf)).await?;
-    }
-    pgcopy::trailer(&mut buf);
-    copy.send(buf).await?;
-    let copied = copy.finish().await?;
-    if copied != rows.len() as u64 {
-        return Err(Failure::Data(format!(
-            "COPY took {copied} of {} rows",
-            rows.len()
-        )));
-    }
-    Ok(())
-}
-
 pub(crate) async fn read_rows(
     pool: &PgPool,
     schema: &str,
@@ -262,17 +435,18 @@ pub(crate) async fn read_rows(
     // Read as types every client decodes (also from a legacy table with
     // NUMERIC prices): days since 2000-01-01, float8, int8, text, and
     // timestamps as RFC 3339 UTC text with microseconds.
-    let select: Vec<String> = COLUMNS
+    let select: Vec<String> = MARKET_DATA
         .iter()
-        .zip(KINDS)
-        .map(|(c, k)| {
-            let c = quote_ident(c);
-            match k {
-                Kind::Ticker | Kind::Text => format!("{c}::text"),
-                Kind::Date => format!("({c} - DATE '2000-01-01')::int4"),
-                Kind::Float => format!("{c}::float8"),
-                Kind::Int => format!("{c}::int8"),
-                Kind::Timestamp => format!("to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
+        .map(|column| {
+            let c = quote_ident(column.name);
+            match column.ty {
+                ColumnType::Ticker | ColumnType::Text => format!("{c}::text"),
+                ColumnType::Date => format!("({c} - DATE '2000-01-01')::int4"),
+                ColumnType::Float => format!("{c}::float8"),
+                ColumnType::Int => format!("{c}::int8"),
+                ColumnType::Timestamp => {
+                    format!("to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+                }
             }
         })
         .collect();
@@ -299,24 +473,24 @@ pub(crate) async fn read_rows(
 
     rows.iter()
         .map(|row| {
-            let mut values = Vec::with_capacity(COLUMNS.len());
-            for (i, kind) in KINDS.into_iter().enumerate() {
-                values.push(match kind {
-                    Kind::Ticker | Kind::Text => Owned::Text(row.try_get(i)?),
-                    Kind::Float => Owned::Float(row.try_get(i)?),
-                    Kind::Int => Owned::Int(row.try_get(i)?),
-                    Kind::Date => {
+            let mut values = Vec::with_capacity(WIDTH);
+            for (i, column) in MARKET_DATA.iter().enumerate() {
+                values.push(match column.ty {
+                    ColumnType::Ticker | ColumnType::Text => OwnedValue::Text(row.try_get(i)?),
+                    ColumnType::Float => OwnedValue::Float(row.try_get(i)?),
+                    ColumnType::Int => OwnedValue::Int(row.try_get(i)?),
+                    ColumnType::Date => {
                         let days: i32 = row.try_get(i)?;
-                        Owned::Date(pgcopy::date_from_pg(days).ok_or_else(|| {
+                        OwnedValue::Date(copy::date_from_pg(days).ok_or_else(|| {
                             Failure::Data(format!("date out of range: {days} days"))
                         })?)
                     }
-                    Kind::Timestamp => {
-                        Owned::Timestamp(parse_timestamp(&row.try_get::<String, _>(i)?)?)
+                    ColumnType::Timestamp => {
+                        OwnedValue::Timestamp(parse_timestamp(&row.try_get::<String, _>(i)?)?)
                     }
                 });
             }
-            columns::row_from_values(values).map_err(Failure::Data)
+            CuratedRow::from_values(values).map_err(|e| Failure::Data(e.to_string()))
         })
         .collect()
 }
@@ -325,42 +499,4 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Failure> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| Failure::Data(format!("timestamp {text:?}: {e}")))
-}
-
-#[cfg(test)]
-mod ssl_tests {
-    use super::*;
-
-    #[test]
-    fn tls_is_required_for_remote_hosts_unless_the_url_says_otherwise() {
-        let mode = |url: &str| {
-            let o = PgConnectOptions::from_str(url).unwrap();
-            default_ssl_mode(url, o.get_host())
-        };
-        assert!(matches!(
-            mode("postgres://u@db.example.com:5432/x"),
-            PgSslMode::Require
-        ));
-        assert!(matches!(
-            mode("postgres://u@10.0.0.5/x"),
-            PgSslMode::Require
-        ));
-        assert!(matches!(
-            mode("postgres://u@127.0.0.1:5432/x"),
-            PgSslMode::Disable
-        ));
-        assert!(matches!(
-            mode("postgres://u@localhost/x"),
-            PgSslMode::Disable
-        ));
-        assert!(matches!(mode("postgres://u@[::1]/x"), PgSslMode::Disable));
-        assert!(matches!(
-            mode("postgres://u@db.example.com/x?sslmode=disable"),
-            PgSslMode::Disable
-        ));
-        assert!(matches!(
-            mode("postgres://u@127.0.0.1/x?sslmode=verify-full"),
-            PgSslMode::VerifyFull
-        ));
-    }
 }

@@ -1,0 +1,323 @@
+//! The staging → target statements of every strategy, run against the local
+//! Postgres 15 (`MDP_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`), which has MERGE: a target made
+//! by the Postgres migrations in a schema of its own, a staging table filled
+//! by binary COPY instead of the `COPY … FROM 's3://…'` lines — the only
+//! statements not run here.
+
+use chrono::{NaiveDate, TimeDelta, TimeZone, Utc};
+use mdp_core::row::DailyBar;
+use mdp_core::{CuratedRow, Indicators, InstrumentMeta};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool};
+
+use super::statements::*;
+use super::*;
+use crate::errors::Failure;
+use crate::migrate::migrate_pg;
+use crate::port::LoadReport;
+use mdp_core::config::{LoadStrategy, WarehouseKind};
+
+const TABLE: &str = "fact_market_data";
+
+fn row(ticker: &str, i: i64) -> CuratedRow {
+    let close = 100.0 + i as f64 * 0.1 + (0.1 + 0.2);
+    let at = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap()
+        + TimeDelta::seconds(i)
+        + TimeDelta::microseconds(123_456);
+    CuratedRow {
+        ticker: ticker.into(),
+        bar: DailyBar {
+            date: NaiveDate::from_ymd_opt(2024, 1, 2).unwrap() + TimeDelta::days(i),
+            open: (i % 3 != 1).then_some(close - 0.5),
+            high: Some(close + 1.0 / 3.0),
+            low: Some(close - 2.0 / 7.0),
+            close,
+            adj_close: Some(close * 0.98),
+            volume: (i % 4 != 2).then_some(1_000_000 + i),
+        },
+        indicators: Indicators {
+            rsi: (i >= 3).then_some(50.0 + 1.0 / 7.0),
+            macd: Some(1e-300 * (i as f64 + 1.0)),
+            ..Indicators::default()
+        },
+        meta: InstrumentMeta {
+            currency: Some("USD".into()),
+            long_name: (i % 5 != 4).then(|| "Ünïcode ✓ 'quoted'".to_string()),
+            short_name: Some(format!("{ticker} short")),
+            fifty_two_week_high: Some(f64::MAX),
+            ..InstrumentMeta::default()
+        },
+        created_at: at,
+        updated_at: at + TimeDelta::microseconds(654_321),
+    }
+}
+
+fn rows(ticker: &str, first: i64, n: i64) -> Vec<CuratedRow> {
+    (first..first + n).map(|i| row(ticker, i)).collect()
+}
+
+struct Env {
+    /// One connection: every load reuses the session of the one before,
+    /// as pooled Redshift sessions are, so a leftover staging table would show.
+    pool: PgPool,
+    admin: PgPool,
+    schema: String,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let url = std::env::var("MDP_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+        let connect = |n| PgPoolOptions::new().max_connections(n).connect(&url);
+        let pool = connect(1)
+            .await
+            .expect("Postgres for tests (MDP_TEST_POSTGRES_URL)");
+        let admin = connect(1).await.unwrap();
+        let schema = format!("mdp_rs_test_{:016x}", fastrand::u64(..));
+        migrate_pg(&pool, WarehouseKind::Postgres, &schema, TABLE)
+            .await
+            .unwrap();
+        Env {
+            pool,
+            admin,
+            schema,
+        }
+    }
+
+    /// One load: the statements before the COPYs, the rows copied into
+    /// the stage by other means, then every statement after the COPYs.
+    async fn load(
+        &self,
+        ticker: &str,
+        staged: &[CuratedRow],
+        strategy: LoadStrategy,
+    ) -> Result<LoadReport, Failure> {
+        let uri = format!(
+            "s3://bucket/lake/curated/market_data/ticker={ticker}/year=2024/part-0.parquet"
+        );
+        let statements = load_statements(&self.schema, TABLE, &[uri], "default", strategy, ticker);
+        let first_copy = statements
+            .iter()
+            .position(|s| s.step == Step::CopyFromS3)
+            .unwrap();
+        assert_eq!(statements[first_copy + 1].step, Step::CheckStage);
+        let (before, after) = (&statements[..first_copy], &statements[first_copy + 1..]);
+        assert!(after.iter().all(|s| s.step != Step::CopyFromS3));
+
+        let mut tx = self.pool.begin().await?;
+        let result = async {
+            run(&mut tx, before).await?;
+            postgres::copy_rows(&mut tx, STAGE, staged, 100).await?;
+            run(&mut tx, after).await
+        }
+        .await;
+        match result {
+            Ok(report) => {
+                tx.commit().await?;
+                Ok(report)
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn read(&self, ticker: Option<&str>) -> Vec<CuratedRow> {
+        postgres::read_rows(&self.admin, &self.schema, TABLE, ticker)
+            .await
+            .unwrap()
+    }
+
+    async fn exec(&self, sql: &str) {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
+
+    async fn cleanup(&self) {
+        self.exec(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ))
+        .await;
+        self.pool.close().await;
+        self.admin.close().await;
+    }
+}
+
+fn report(rows_in: usize, inserted: u64, updated: u64, deleted: u64) -> LoadReport {
+    LoadReport {
+        rows_in,
+        inserted,
+        updated,
+        deleted,
+    }
+}
+
+fn assert_rows(actual: &[CuratedRow], expected: &[CuratedRow]) {
+    assert_eq!(actual.len(), expected.len(), "row count");
+    for (a, e) in actual.iter().zip(expected) {
+        assert_eq!(a, e);
+        assert!(
+            a.same_values(e),
+            "bit-exact values of {} {}",
+            a.ticker,
+            a.date()
+        );
+    }
+}
+
+fn later(mut rows: Vec<CuratedRow>, by: TimeDelta) -> Vec<CuratedRow> {
+    for r in &mut rows {
+        r.updated_at += by;
+    }
+    rows
+}
+
+#[tokio::test]
+async fn every_strategy_after_the_copy_runs_on_postgres() {
+    let env = std::sync::Arc::new(Env::new().await);
+    // Spawned, so a failed assertion still drops the schema below.
+    let outcome = tokio::spawn(scenario(env.clone())).await;
+    env.cleanup().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn scenario(env: std::sync::Arc<Env>) {
+    let other = rows("KEEP", 0, 4);
+    assert_eq!(
+        env.load("KEEP", &other, LoadStrategy::Upsert)
+            .await
+            .unwrap(),
+        report(4, 4, 0, 0)
+    );
+
+    // Upsert: all new, then the same values again (nothing rewritten, the
+    // stored updated_at stays), then 2 changed and 3 new.
+    let msft = rows("MSFT", 0, 10);
+    assert_eq!(
+        env.load("MSFT", &msft, LoadStrategy::Upsert).await.unwrap(),
+        report(10, 10, 0, 0)
+    );
+    let again = later(msft.clone(), TimeDelta::days(1));
+    assert_eq!(
+        env.load("MSFT", &again, LoadStrategy::Upsert)
+            .await
+            .unwrap(),
+        report(10, 0, 0, 0)
+    );
+    assert_rows(&env.read(Some("MSFT")).await, &msft);
+
+    let mut changed = later(rows("MSFT", 0, 13), TimeDelta::days(2));
+    changed[1].bar.open = Some(42.0); // NULL -> value
+    changed[5].meta.long_name = None; // value -> NULL
+    for r in &mut changed {
+        r.created_at += TimeDelta::days(9); // never replaces a stored created_at
+    }
+    assert_eq!(
+        env.load("MSFT", &changed, LoadStrategy::Upsert)
+            .await
+            .unwrap(),
+        report(13, 3, 2, 0)
+    );
+    let mut expected = msft.clone();
+    for i in [1, 5] {
+        expected[i] = CuratedRow {
+            created_at: msft[i].created_at,
+            ..changed[i].clone()
+        };
+    }
+    expected.extend(changed[10..].iter().cloned());
+    assert_rows(&env.read(Some("MSFT")).await, &expected);
+
+    // Append: existing keys skipped (even with other values), new ones inserted.
+    let mut appended = later(rows("MSFT", 8, 7), TimeDelta::days(3));
+    for r in &mut appended {
+        r.bar.close += 7.0;
+    }
+    assert_eq!(
+        env.load("MSFT", &appended, LoadStrategy::Append)
+            .await
+            .unwrap(),
+        report(7, 2, 0, 0)
+    );
+    expected.extend(appended[5..].iter().cloned());
+    assert_rows(&env.read(Some("MSFT")).await, &expected);
+
+    // Truncate_insert: the ticker's 15 rows replaced by 4; KEEP untouched.
+    let replacement = rows("MSFT", 20, 4);
+    assert_eq!(
+        env.load("MSFT", &replacement, LoadStrategy::TruncateInsert)
+            .await
+            .unwrap(),
+        report(4, 4, 0, 15)
+    );
+    assert_rows(&env.read(Some("MSFT")).await, &replacement);
+    assert_rows(&env.read(Some("KEEP")).await, &other);
+
+    // Staged rows of another ticker, or two of one date: refused, nothing written.
+    let before = env.read(None).await;
+    let mut foreign = rows("MSFT", 30, 3);
+    foreign.push(row("AAPL", 40));
+    let mut twice = rows("MSFT", 30, 3);
+    twice.push(row("MSFT", 31));
+    for strategy in [
+        LoadStrategy::Upsert,
+        LoadStrategy::Append,
+        LoadStrategy::TruncateInsert,
+    ] {
+        match env.load("MSFT", &foreign, strategy).await {
+            Err(Failure::Data(why)) => {
+                assert!(why.contains("1 rows of another ticker"), "{why}")
+            }
+            other => panic!("{strategy}: {other:?}"),
+        }
+        match env.load("MSFT", &twice, strategy).await {
+            Err(Failure::Data(why)) => assert!(why.contains("4 rows for 3 dates"), "{why}"),
+            other => panic!("{strategy}: {other:?}"),
+        }
+    }
+    assert_rows(&env.read(None).await, &before);
+
+    // A failure in the statement after the staging (a trigger refusing
+    // one row) rolls everything back, for every strategy; the session's
+    // staging table goes with it, so the next load works.
+    let target = format!("\"{}\".\"{TABLE}\"", env.schema);
+    env.exec(&format!(
+        "CREATE FUNCTION \"{0}\".refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.\"date\" = DATE '2024-01-26' THEN RAISE EXCEPTION 'refused row %', NEW.\"date\"; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {target} FOR EACH ROW EXECUTE FUNCTION \"{0}\".refuse()",
+        env.schema
+    ))
+    .await;
+    let mut incoming = later(rows("MSFT", 20, 5), TimeDelta::days(5)); // day 24 (2024-01-26) is new
+    incoming[0].bar.close += 1.0;
+    for strategy in [
+        LoadStrategy::Upsert,
+        LoadStrategy::Append,
+        LoadStrategy::TruncateInsert,
+    ] {
+        match env.load("MSFT", &incoming, strategy).await {
+            Err(Failure::Db(e)) => {
+                assert!(e.to_string().contains("refused row 2024-01-26"), "{e}")
+            }
+            other => panic!("{strategy}: {other:?}"),
+        }
+        assert_rows(&env.read(None).await, &before);
+    }
+    env.exec(&format!("DROP TRIGGER refuse ON {target}")).await;
+    assert_eq!(
+        env.load("MSFT", &incoming, LoadStrategy::Upsert)
+            .await
+            .unwrap(),
+        report(5, 1, 1, 0)
+    );
+}
