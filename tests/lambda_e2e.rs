@@ -12,15 +12,15 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use fetch::FetchFunction;
 use load::LoadFunction;
-use mdp_aws::{LambdaEnv, MotoServer, SqsQueue, sdk_config_for, sqs_client};
-use mdp_chart::replay::Reply;
-use mdp_chart::{ChartClient, ChartClientSettings, ChartReplayServer};
+use mdp_aws::{LambdaEnv, SqsQueue, sdk_config_for, sqs_client};
+use mdp_chart::{ChartClient, ChartClientSettings};
 use mdp_core::messages::ScheduleEvent;
 use mdp_core::{CuratedRow, Lake};
+use mdp_devtools::{ChartReplayServer, MotoServer, Reply};
+use mdp_lake::{decode_parquet, read_history};
 use mdp_lambda::BatchContext;
 use mdp_tests::*;
-use mdp_transform::{decode_parquet, read_history};
-use mdp_warehouse::Warehouse;
+use mdp_warehouse::{RowWarehouse, connect_rows};
 use transform::TransformFunction;
 use validate::ValidateFunction;
 
@@ -39,7 +39,7 @@ struct Stack {
     fetch: FetchFunction,
     transform: TransformFunction,
     load: LoadFunction,
-    warehouse: Warehouse,
+    warehouse: Arc<dyn RowWarehouse>,
     scratch: Scratch,
 }
 
@@ -147,7 +147,7 @@ async fn stack(chart: &ChartReplayServer, max_retries: u32) -> Stack {
             .warehouse_url
             .starts_with("postgres://postgres:")
     );
-    let warehouse = Warehouse::connect(&warehouse_config).await.unwrap();
+    let warehouse = connect_rows(&warehouse_config).await.unwrap();
     warehouse.migrate().await.unwrap();
     let queue = Arc::new(SqsQueue::new(sqs.clone()));
     // As the functions' mains set them: fetch concurrent, the others one by one.
@@ -408,7 +408,7 @@ async fn reference_run(
         keys.extend(pipeline.lake.store().list(prefix).await.unwrap());
     }
     keys.sort();
-    let rows = pipeline.warehouse.read_rows(None).await.unwrap();
+    let rows = warehouse_rows(&pipeline.config, None).await;
     pipeline.warehouse.close().await;
     (scratch, keys, rows)
 }

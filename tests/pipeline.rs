@@ -3,11 +3,11 @@
 //! machine's Postgres. Expectations come from the recordings and the
 //! independent indicator oracle, not from the code under test.
 
-use mdp::{TickerOutcome, TickerSummary};
-use mdp_chart::replay::Reply;
 use mdp_core::messages::ScheduleEvent;
+use mdp_devtools::Reply;
+use mdp_lake::read_history;
+use mdp_pipeline::{TickerOutcome, TickerSummary};
 use mdp_tests::*;
-use mdp_transform::read_history;
 
 fn range_event(tickers: &[&str], start: &str, end: &str) -> ScheduleEvent {
     ScheduleEvent {
@@ -18,7 +18,7 @@ fn range_event(tickers: &[&str], start: &str, end: &str) -> ScheduleEvent {
     }
 }
 
-fn by_ticker<'a>(summary: &'a mdp::RunSummary, t: &str) -> &'a TickerSummary {
+fn by_ticker<'a>(summary: &'a mdp_pipeline::RunSummary, t: &str) -> &'a TickerSummary {
     summary.tickers.iter().find(|s| s.ticker == t).unwrap()
 }
 
@@ -52,11 +52,7 @@ async fn full_run_matches_oracle_and_lake(store: Store) {
     ] {
         let lake_rows = read_history(&pipeline.lake, &ticker(t)).await.unwrap();
         assert_rows_match_oracle(&lake_rows, &oracle(oracle_file));
-        let warehouse_rows = pipeline
-            .warehouse
-            .read_rows(Some(&ticker(t)))
-            .await
-            .unwrap();
+        let warehouse_rows = warehouse_rows(&pipeline.config, Some(&ticker(t))).await;
         assert_eq!(
             warehouse_rows, lake_rows,
             "{t}: warehouse rows equal lake rows, timestamps included"
@@ -65,7 +61,7 @@ async fn full_run_matches_oracle_and_lake(store: Store) {
 
     // The same run again changes no row, in the lake or the warehouse.
     let lake_before = read_history(&pipeline.lake, &ticker("MSFT")).await.unwrap();
-    let wh_before = pipeline.warehouse.read_rows(None).await.unwrap();
+    let wh_before = warehouse_rows(&pipeline.config, None).await;
     let again = pipeline
         .run(
             &range_event(&["MSFT", "BTC-USD"], "2020-01-01", "2022-01-31"),
@@ -84,7 +80,7 @@ async fn full_run_matches_oracle_and_lake(store: Store) {
         read_history(&pipeline.lake, &ticker("MSFT")).await.unwrap(),
         lake_before
     );
-    assert_eq!(pipeline.warehouse.read_rows(None).await.unwrap(), wh_before);
+    assert_eq!(warehouse_rows(&pipeline.config, None).await, wh_before);
     pipeline.warehouse.close().await;
     scratch.cleanup().await;
 }
@@ -136,8 +132,8 @@ async fn incremental_equals_backfill(store: fn() -> Store) {
     let a = read_history(&p1.lake, &ticker("NVDA")).await.unwrap();
     let b = read_history(&p2.lake, &ticker("NVDA")).await.unwrap();
     assert_same_values(&a, &b);
-    let wa = p1.warehouse.read_rows(None).await.unwrap();
-    let wb = p2.warehouse.read_rows(None).await.unwrap();
+    let wa = warehouse_rows(&p1.config, None).await;
+    let wb = warehouse_rows(&p2.config, None).await;
     assert_same_values(&wa, &wb);
     assert_same_values(&wa, &a);
     assert_eq!(a.first().unwrap().date(), d("2021-02-01"));
@@ -227,7 +223,9 @@ async fn unknown_symbol_and_rate_limit_affect_only_their_ticker() {
     let summary = pipeline.run(&event, d("2021-03-31")).await.unwrap();
     assert!(!summary.all_succeeded());
     match &by_ticker(&summary, "SIX").outcome {
-        TickerOutcome::Failed(e) => assert!(!e.is_transient() && e.message.contains("404"), "{e}"),
+        TickerOutcome::Failed(e) => {
+            assert!(!e.is_transient() && e.message().contains("404"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(summary.rejected.len(), 1);
@@ -244,7 +242,7 @@ async fn unknown_symbol_and_rate_limit_affect_only_their_ticker() {
         nvda.fetch_time
     );
     assert_eq!(nvda.rows_loaded, 23);
-    assert_eq!(pipeline.warehouse.read_rows(None).await.unwrap().len(), 46);
+    assert_eq!(warehouse_rows(&pipeline.config, None).await.len(), 46);
     assert!(summary.render().contains("FAILED"));
     pipeline.warehouse.close().await;
 }
@@ -261,11 +259,7 @@ async fn load_strategies_through_the_pipeline() {
         )
         .await
         .unwrap();
-    let nvda_rows = pipeline
-        .warehouse
-        .read_rows(Some(&ticker("NVDA")))
-        .await
-        .unwrap();
+    let nvda_rows = warehouse_rows(&pipeline.config, Some(&ticker("NVDA"))).await;
     pipeline.warehouse.close().await;
 
     // truncate_insert of MSFT over a short range still loads MSFT's whole history
@@ -284,19 +278,11 @@ async fn load_strategies_through_the_pipeline() {
         .await
         .unwrap();
     assert_eq!(
-        truncating
-            .warehouse
-            .read_rows(Some(&ticker("MSFT")))
-            .await
-            .unwrap(),
+        warehouse_rows(&truncating.config, Some(&ticker("MSFT"))).await,
         msft_lake
     );
     assert_eq!(
-        truncating
-            .warehouse
-            .read_rows(Some(&ticker("NVDA")))
-            .await
-            .unwrap(),
+        warehouse_rows(&truncating.config, Some(&ticker("NVDA"))).await,
         nvda_rows
     );
     truncating.warehouse.close().await;
@@ -316,11 +302,7 @@ async fn load_strategies_through_the_pipeline() {
         .unwrap();
     assert_eq!(msft_lake.len(), 252);
     assert_eq!(
-        appending
-            .warehouse
-            .read_rows(Some(&ticker("MSFT")))
-            .await
-            .unwrap(),
+        warehouse_rows(&appending.config, Some(&ticker("MSFT"))).await,
         msft_lake
     );
     appending.warehouse.close().await;
@@ -354,11 +336,7 @@ async fn reload_rebuilds_an_empty_warehouse_from_the_lake() {
     );
     assert!(results.iter().all(|(_, r)| r.is_ok()));
     assert_eq!(
-        reloading
-            .warehouse
-            .read_rows(Some(&ticker("MSFT")))
-            .await
-            .unwrap(),
+        warehouse_rows(&reloading.config, Some(&ticker("MSFT"))).await,
         lake_rows
     );
     reloading.warehouse.close().await;

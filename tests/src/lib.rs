@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use mdp::Pipeline;
-use mdp_chart::ChartReplayServer;
 use mdp_core::{Config, CuratedRow, Ticker};
+use mdp_devtools::ChartReplayServer;
+use mdp_pipeline::Pipeline;
 
 pub const MSFT: &str = "msft_1d_range_2021-02-01_2022-01-28_dividends.json";
 pub const NVDA: &str = "nvda_1d_range_2021-02-01_2022-01-28_split.json";
@@ -175,6 +175,17 @@ pub fn assert_rows_match_oracle(
 }
 
 /// Asserts two row sets are equal in every column but the timestamps.
+/// Every row of the configured warehouse (SQLite or Postgres), of one
+/// ticker or all, read back through a connection of its own.
+pub async fn warehouse_rows(config: &Config, ticker: Option<&Ticker>) -> Vec<CuratedRow> {
+    let warehouse = mdp_warehouse::connect_rows(config)
+        .await
+        .expect("a SQLite or Postgres warehouse");
+    let rows = warehouse.read_rows(ticker).await.unwrap();
+    warehouse.close().await;
+    rows
+}
+
 pub fn assert_same_values(a: &[CuratedRow], b: &[CuratedRow]) {
     assert_eq!(a.len(), b.len(), "row count");
     for (x, y) in a.iter().zip(b) {

@@ -100,7 +100,7 @@ mod tests {
         ] {
             let err = parse_event(bad).unwrap_err();
             assert!(!err.is_transient());
-            assert!(err.message.contains("invalid schedule input"), "{err}");
+            assert!(err.message().contains("invalid schedule input"), "{err}");
         }
     }
 }

@@ -6,14 +6,9 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use mdp_core::config::LakeUri;
+use mdp_core::connection::WarehouseConnection;
 use mdp_core::{Config, Lake, LocalStore, StageError};
 use mdp_lambda::BatchContext;
-use serde::Deserialize;
-
-/// URL user info and path text: everything but unreserved characters escaped.
-fn userinfo(s: &str) -> String {
-    mdp_core::encoding::percent_encode(s, mdp_core::encoding::UNRESERVED)
-}
 
 use crate::{S3Store, SqsQueue, describe, s3_client, sqs_client};
 
@@ -83,8 +78,10 @@ impl LambdaEnv {
         })
     }
 
-    /// The configuration with the warehouse URL read from `WAREHOUSE_SECRET_ARN`
-    /// when it is set (once per cold start), else as configured.
+    /// The configuration with the warehouse read from `WAREHOUSE_SECRET_ARN`
+    /// when it is set (once per cold start), else as configured. TLS and the
+    /// root certificate follow `PGSSLMODE` and `WAREHOUSE_SSL_ROOT_CERT` as
+    /// read with the configuration.
     pub async fn warehouse_config(&self) -> Result<Config, StageError> {
         let Some(arn) = &self.config.warehouse_secret_arn else {
             return Ok(self.config.clone());
@@ -105,100 +102,101 @@ impl LambdaEnv {
         let text = secret.secret_string().ok_or_else(|| {
             StageError::permanent(format!("warehouse secret {arn} has no string value"))
         })?;
-        let url = warehouse_url_from_secret(text)
+        let warehouse = WarehouseConnection::from_secret_with(text, &self.config.warehouse_tls_env)
             .map_err(|why| StageError::permanent(format!("warehouse secret {arn}: {why}")))?;
         self.config
-            .with_warehouse_url(url)
+            .with_warehouse(warehouse)
             .map_err(|e| StageError::permanent(e.to_string()))
     }
 }
 
-/// The standard RDS/Redshift secret JSON.
-#[derive(Deserialize)]
-struct DatabaseSecret {
-    #[serde(default)]
-    engine: Option<String>,
-    host: String,
-    #[serde(default)]
-    port: Option<serde_json::Value>,
-    username: String,
-    password: String,
-    #[serde(default)]
-    dbname: Option<String>,
+/// The warehouse URL a secret names (a URL, or the standard RDS/Redshift
+/// JSON `engine, host, port, username, password, dbname`), as
+/// [`WarehouseConnection::to_url`] writes it: port and `sslmode` explicit,
+/// credentials percent-encoded; TLS as `PGSSLMODE` and
+/// `WAREHOUSE_SSL_ROOT_CERT` of the process environment say. Never puts the
+/// secret's text into an error.
+pub fn warehouse_url_from_secret(text: &str) -> Result<String, String> {
+    url_from_secret(text, |name| std::env::var(name).ok())
 }
 
-/// A warehouse URL from a secret: either a URL string, or the standard JSON
-/// (`engine`, `host`, `port`, `username`, `password`, `dbname`). Never puts
-/// the secret's text into an error.
-pub fn warehouse_url_from_secret(text: &str) -> Result<String, String> {
-    let trimmed = text.trim();
-    if !trimmed.starts_with('{') {
-        return if trimmed.contains("://") {
-            Ok(trimmed.to_string())
-        } else {
-            Err(
-                "is neither a URL nor the JSON {engine, host, port, username, password, dbname}"
-                    .into(),
-            )
-        };
-    }
-    let s: DatabaseSecret = serde_json::from_str(trimmed)
-        .map_err(|e| format!("is not the JSON {{engine, host, port, username, password, dbname}} (error at line {}, column {})", e.line(), e.column()))?;
-    let scheme = match s.engine.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Some("redshift") => "redshift",
-        None | Some("postgres") | Some("postgresql") | Some("aurora-postgresql") => "postgres",
-        Some(other) => return Err(format!("engine {other:?} is not postgres or redshift")),
-    };
-    let default_port = if scheme == "redshift" { 5439 } else { 5432 };
-    let port = match &s.port {
-        None => default_port,
-        Some(serde_json::Value::Number(n)) => {
-            n.as_u64().ok_or("port is not a whole number")? as u16
-        }
-        Some(serde_json::Value::String(p)) => {
-            p.parse().map_err(|_| "port is not a number".to_string())?
-        }
-        Some(_) => return Err("port is not a number".into()),
-    };
-    let db = s.dbname.unwrap_or_else(|| {
-        if scheme == "redshift" {
-            "dev".into()
-        } else {
-            "postgres".into()
-        }
-    });
-    Ok(format!(
-        "{scheme}://{}:{}@{}:{port}/{}",
-        userinfo(&s.username),
-        userinfo(&s.password),
-        s.host,
-        userinfo(&db)
-    ))
+fn url_from_secret(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    WarehouseConnection::from_secret(text, lookup)
+        .map(|c| c.to_url())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
     #[test]
     fn standard_secret_json_becomes_a_url_with_escaped_credentials() {
-        let url = warehouse_url_from_secret(
+        let url = url_from_secret(
             r#"{"engine":"postgres","host":"db.internal","port":5432,"username":"etl","password":"p@ss/w:rd","dbname":"market"}"#,
+            no_env,
         )
         .unwrap();
         assert_eq!(
             url,
-            "postgres://etl:p%40ss%2Fw%3Ard@db.internal:5432/market"
+            "postgres://etl:p%40ss%2Fw%3Ard@db.internal:5432/market?sslmode=require"
         );
-        let rs = warehouse_url_from_secret(
+        let rs = url_from_secret(
             r#"{"engine":"redshift","host":"wh","username":"u","password":"p"}"#,
+            no_env,
         )
         .unwrap();
-        assert_eq!(rs, "redshift://u:p@wh:5439/dev");
+        assert_eq!(rs, "redshift://u:p@wh:5439/dev?sslmode=require");
         assert_eq!(
-            warehouse_url_from_secret("postgres://u:p@h/d").unwrap(),
-            "postgres://u:p@h/d"
+            url_from_secret("postgres://u:p@h/d", no_env).unwrap(),
+            "postgres://u:p@h:5432/d?sslmode=require"
         );
+        // The environment's TLS settings apply.
+        let verify = |name: &str| match name {
+            "PGSSLMODE" => Some("verify-full".to_string()),
+            "WAREHOUSE_SSL_ROOT_CERT" => Some("/opt/rds.pem".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            url_from_secret("postgres://u:p@h/d", verify).unwrap(),
+            "postgres://u:p@h:5432/d?sslmode=verify-full&sslrootcert=%2Fopt%2Frds.pem"
+        );
+        // The wrapper reads the process environment.
+        if std::env::var_os("PGSSLMODE").is_none()
+            && std::env::var_os("WAREHOUSE_SSL_ROOT_CERT").is_none()
+        {
+            assert_eq!(
+                warehouse_url_from_secret("postgres://u:p@h/d").unwrap(),
+                "postgres://u:p@h:5432/d?sslmode=require"
+            );
+        }
+    }
+
+    #[test]
+    fn the_secret_replaces_the_configured_warehouse() {
+        let config = Config::from_lookup(|name| match name {
+            "WAREHOUSE_URL" => Some("sqlite://unused.db".into()),
+            "PGSSLMODE" => Some("verify-ca".into()),
+            _ => None,
+        })
+        .unwrap();
+        let secret = r#"{"host":"db.internal","username":"etl","password":"S3cr/et@pw"}"#;
+        let warehouse =
+            WarehouseConnection::from_secret_with(secret, &config.warehouse_tls_env).unwrap();
+        let config = config.with_warehouse(warehouse).unwrap();
+        assert_eq!(
+            config.warehouse_kind,
+            mdp_core::config::WarehouseKind::Postgres
+        );
+        assert_eq!(
+            config.warehouse_url,
+            "postgres://etl:S3cr%2Fet%40pw@db.internal:5432/postgres?sslmode=verify-ca"
+        );
+        assert!(!format!("{config:?}").contains("S3cr"));
     }
 
     #[test]
@@ -209,8 +207,10 @@ mod tests {
             r#"{"password":"hunter2""#,
             r#"{"engine":"mysql","host":"h","username":"u","password":"hunter2"}"#,
         ] {
-            let err = warehouse_url_from_secret(text).unwrap_err();
+            let err = url_from_secret(text, no_env).unwrap_err();
             assert!(!err.contains("hunter2"), "{err}");
+            let err = WarehouseConnection::from_secret(text, no_env).unwrap_err();
+            assert!(!format!("{err} {err:?}").contains("hunter2"), "{err}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! AWS adapters of the mdp-core ports: the lake on S3 ([`S3Store`], an
 //! [`mdp_core::ObjectStore`]) and the stage queues on SQS ([`SqsQueue`], an
-//! [`mdp_core::queue::Queue`]), plus [`moto::MotoServer`], a local S3/SQS for
-//! tests.
+//! [`mdp_core::queue::Queue`]). Its tests run against a local moto server
+//! (mdp-devtools).
 //!
 //! Build one [`SdkConfig`] per process with [`load_sdk_config`] at cold start
 //! and the clients from it ([`s3_client`], [`sqs_client`]); clients are cheap
@@ -18,12 +18,10 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use mdp_core::ErrorClass;
 
 mod env;
-pub mod moto;
 mod s3;
 mod sqs;
 
 pub use env::{LambdaEnv, open_lake, warehouse_url_from_secret};
-pub use moto::MotoServer;
 pub use s3::S3Store;
 pub use sqs::{MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT, SqsQueue};
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchRequestEntry};
-use mdp_core::queue::{MAX_BATCH, Queue};
-use mdp_core::{ErrorClass, StageError};
+use mdp_core::ErrorClass;
+use mdp_core::queue::{MAX_BATCH, Queue, QueueError, ServiceError};
 
 use crate::{classify, describe};
 
@@ -37,14 +37,14 @@ impl SqsQueue {
 fn sdk_error<E>(
     what: String,
     err: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
-) -> StageError
+) -> QueueError
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let message = format!("{what}: {}", describe(&err));
-    match classify(&err) {
-        ErrorClass::Transient => StageError::transient(message),
-        ErrorClass::Permanent => StageError::permanent(message),
+    QueueError::Service {
+        what,
+        class: classify(&err),
+        source: ServiceError(describe(&err)),
     }
 }
 
@@ -73,24 +73,28 @@ fn chunks(bodies: &[String]) -> Vec<&[String]> {
 /// A sender fault (invalid body, bad attribute…) fails the same way every
 /// time, so any makes the error permanent; otherwise the trouble is on the
 /// SQS side and worth a retry.
-fn batch_failure(queue_url: &str, sent: usize, failed: &[BatchResultErrorEntry]) -> StageError {
+fn batch_failure(queue_url: &str, sent: usize, failed: &[BatchResultErrorEntry]) -> QueueError {
     let sender_fault = failed.iter().any(|f| f.sender_fault());
     let first = failed
         .iter()
         .find(|f| f.sender_fault() == sender_fault)
         .expect("at least one failed entry");
-    let message = format!(
-        "SQS SendMessageBatch to {queue_url}: {} of {sent} messages not accepted; \
-         entry {}: {}: {}",
-        failed.len(),
-        first.id(),
-        first.code(),
-        first.message().unwrap_or("no message"),
-    );
-    if sender_fault {
-        StageError::permanent(message)
-    } else {
-        StageError::transient(message)
+    QueueError::Service {
+        what: format!(
+            "SQS SendMessageBatch to {queue_url}: {} of {sent} messages not accepted",
+            failed.len()
+        ),
+        class: if sender_fault {
+            ErrorClass::Permanent
+        } else {
+            ErrorClass::Transient
+        },
+        source: ServiceError(format!(
+            "entry {}: {}: {}",
+            first.id(),
+            first.code(),
+            first.message().unwrap_or("no message"),
+        )),
     }
 }
 
@@ -105,21 +109,23 @@ fn visibility_seconds(delay: Duration) -> i32 {
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), StageError> {
+    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), QueueError> {
         // Check every body before sending any: nothing is half sent for a
         // body SQS would refuse anyway.
         for (i, body) in bodies.iter().enumerate() {
             if body.is_empty() {
-                return Err(StageError::permanent(format!(
-                    "SQS message {i} for {queue_url} is empty; SQS needs at least one character"
-                )));
+                return Err(QueueError::Empty {
+                    queue_url: queue_url.to_string(),
+                    index: i,
+                });
             }
             if body.len() > MAX_MESSAGE_BYTES {
-                return Err(StageError::permanent(format!(
-                    "SQS message {i} for {queue_url} is {} bytes, over the {MAX_MESSAGE_BYTES}-byte \
-                     (256 KiB) limit; messages must carry lake keys, not data",
-                    body.len()
-                )));
+                return Err(QueueError::TooLarge {
+                    queue_url: queue_url.to_string(),
+                    index: i,
+                    bytes: body.len(),
+                    limit: MAX_MESSAGE_BYTES,
+                });
             }
         }
         for chunk in chunks(bodies) {
@@ -154,7 +160,7 @@ impl Queue for SqsQueue {
         queue_url: &str,
         receipt_handle: &str,
         delay: Duration,
-    ) -> Result<(), StageError> {
+    ) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
             .queue_url(queue_url)
@@ -199,10 +205,10 @@ mod tests {
     #[test]
     fn failed_entries_are_permanent_only_for_a_sender_fault() {
         let err = batch_failure("https://q/1", 10, &[failure("3", false, "InternalError")]);
-        assert!(err.is_transient());
+        assert_eq!(err.class(), ErrorClass::Transient);
         assert_eq!(
-            err.message,
-            "SQS SendMessageBatch to https://q/1: 1 of 10 messages not accepted; \
+            mdp_core::error::chain(&err),
+            "SQS SendMessageBatch to https://q/1: 1 of 10 messages not accepted: \
              entry 3: InternalError: InternalError happened"
         );
         let err = batch_failure(
@@ -213,10 +219,10 @@ mod tests {
                 failure("4", true, "InvalidMessageContents"),
             ],
         );
-        assert!(!err.is_transient());
+        assert_eq!(err.class(), ErrorClass::Permanent);
         assert!(
-            err.message.contains("2 of 10")
-                && err.message.contains("entry 4: InvalidMessageContents"),
+            mdp_core::error::chain(&err).contains("2 of 10")
+                && mdp_core::error::chain(&err).contains("entry 4: InvalidMessageContents"),
             "{err}"
         );
     }

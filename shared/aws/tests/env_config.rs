@@ -1,9 +1,9 @@
 //! `load_sdk_config` honours AWS_ENDPOINT_URL (DESIGN.md section 7). The
 //! only test of this binary, so setting the environment races nothing.
 
-use mdp_aws::moto::MotoServer;
 use mdp_aws::{S3Store, load_sdk_config, s3_client, sqs_client};
 use mdp_core::ObjectStore;
+use mdp_devtools::MotoServer;
 
 #[tokio::test]
 async fn the_environment_endpoint_is_used_with_path_style_s3() {

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mdp_aws::moto::MotoServer;
 use mdp_aws::{S3Store, s3_client, sdk_config_for};
 use mdp_core::{ObjectStore, StageError, StoreError};
+use mdp_devtools::MotoServer;
 
 struct Env {
     // Keeps the shared server alive for the test.

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::Message;
-use mdp_aws::moto::MotoServer;
 use mdp_aws::{MAX_MESSAGE_BYTES, SqsQueue, sdk_config_for, sqs_client};
 use mdp_core::queue::Queue;
+use mdp_devtools::MotoServer;
 
 struct Env {
     _moto: Arc<MotoServer>,
@@ -113,9 +113,10 @@ async fn an_oversize_or_empty_body_is_permanent_and_nothing_is_sent() {
     let env = env("oversize").await;
     let bodies = vec!["small".to_string(), "x".repeat(MAX_MESSAGE_BYTES + 1)];
     let err = env.queue.send(&env.url, &bodies).await.unwrap_err();
-    assert!(!err.is_transient(), "{err}");
+    assert_eq!(err.class(), mdp_core::ErrorClass::Permanent, "{err}");
     assert!(
-        err.message.contains("262145 bytes") && err.message.contains(&env.url),
+        mdp_core::error::chain(&err).contains("262145 bytes")
+            && mdp_core::error::chain(&err).contains(&env.url),
         "{err}"
     );
     let err = env
@@ -123,7 +124,7 @@ async fn an_oversize_or_empty_body_is_permanent_and_nothing_is_sent() {
         .send(&env.url, &["a".into(), String::new()])
         .await
         .unwrap_err();
-    assert!(!err.is_transient(), "{err}");
+    assert_eq!(err.class(), mdp_core::ErrorClass::Permanent, "{err}");
     assert!(receive(&env, None).await.is_empty());
     // Exactly the limit is fine.
     env.queue
@@ -138,12 +139,12 @@ async fn a_missing_queue_is_a_permanent_error_naming_it() {
     let env = env("exists").await;
     let missing = env.url.replace("/exists", "/no-such-queue");
     let err = env.queue.send(&missing, &["x".into()]).await.unwrap_err();
-    assert!(!err.is_transient(), "{err}");
-    assert!(err.message.contains(&missing), "{err}");
+    assert_eq!(err.class(), mdp_core::ErrorClass::Permanent, "{err}");
+    assert!(mdp_core::error::chain(&err).contains(&missing), "{err}");
     let err = env
         .queue
         .change_visibility(&missing, "handle", Duration::from_secs(5))
         .await
         .unwrap_err();
-    assert!(!err.is_transient(), "{err}");
+    assert_eq!(err.class(), mdp_core::ErrorClass::Permanent, "{err}");
 }

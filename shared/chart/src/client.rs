@@ -7,7 +7,7 @@ use chrono::{Days, NaiveDate};
 use mdp_core::chart::{ChartOutcome, classify_response};
 use mdp_core::encoding::{UNRESERVED, percent_encode};
 use mdp_core::source::{ChartContent, ChartFetch, MarketDataSource};
-use mdp_core::{Config, StageError, Ticker};
+use mdp_core::{Config, ErrorClass, StageError, Ticker};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 /// A current desktop browser: the chart API turns away obvious bots.
@@ -16,6 +16,63 @@ pub const BROWSER_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) 
 /// The longest `Retry-After` honoured in-process; a longer one ends the
 /// attempts with a transient error, so SQS redelivers instead of a Lambda waiting.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Why the chart of a ticker could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    #[error("building the HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// The API refused the request for good (404 unknown symbol, 400, an API error).
+    #[error("{ticker}: {reason}")]
+    Rejected { ticker: Ticker, reason: String },
+    #[error("{ticker}: chart API still failing after {attempts} attempts")]
+    GaveUp {
+        ticker: Ticker,
+        attempts: u32,
+        #[source]
+        last: AttemptError,
+    },
+    #[error("{ticker}: the server asks to retry after {seconds}s, longer than this process waits")]
+    RetryAfterTooLong {
+        ticker: Ticker,
+        seconds: u64,
+        #[source]
+        last: AttemptError,
+    },
+}
+
+impl ChartError {
+    /// Refusals are final; a server that keeps failing may recover later.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ChartError::Client(_) | ChartError::Rejected { .. } => ErrorClass::Permanent,
+            ChartError::GaveUp { .. } | ChartError::RetryAfterTooLong { .. } => {
+                ErrorClass::Transient
+            }
+        }
+    }
+}
+
+impl From<ChartError> for StageError {
+    fn from(e: ChartError) -> Self {
+        StageError::with_source(e.class(), e)
+    }
+}
+
+/// Why one HTTP attempt failed (worth another attempt).
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// No usable response: `kind` says what happened (timed out, connection failed, …).
+    #[error("{kind}")]
+    Http {
+        kind: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A response that says "later": 429, 5xx, an unparseable body.
+    #[error("{0}")]
+    Response(String),
+}
 
 #[derive(Debug, Clone)]
 pub struct ChartClientSettings {
@@ -45,13 +102,13 @@ pub struct ChartClient {
 }
 
 impl ChartClient {
-    pub fn new(settings: ChartClientSettings) -> Result<ChartClient, StageError> {
+    pub fn new(settings: ChartClientSettings) -> Result<ChartClient, ChartError> {
         let http = reqwest::Client::builder()
             .user_agent(BROWSER_USER_AGENT)
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .build()
-            .map_err(|e| StageError::permanent(format!("building the HTTP client: {e}")))?;
+            .map_err(ChartError::Client)?;
         Ok(ChartClient { http, settings })
     }
 
@@ -85,14 +142,11 @@ impl ChartClient {
         Duration::from_secs_f64(base * (1.0 + 0.25 * fastrand::f64()))
     }
 
-    async fn attempt(&self, url: &str) -> Result<(u16, Option<Duration>, Vec<u8>), String> {
-        let response = self.http.get(url).send().await.map_err(describe_reqwest)?;
+    async fn attempt(&self, url: &str) -> Result<(u16, Option<Duration>, Vec<u8>), AttemptError> {
+        let response = self.http.get(url).send().await.map_err(http_error)?;
         let status = response.status().as_u16();
         let retry_after = parse_retry_after(response.headers());
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the HTTP {status} body: {}", describe_reqwest(e)))?;
+        let body = response.bytes().await.map_err(http_error)?;
         Ok((status, retry_after, body.to_vec()))
     }
 }
@@ -106,7 +160,7 @@ impl MarketDataSource for ChartClient {
         end: NaiveDate,
     ) -> Result<ChartFetch, StageError> {
         let url = self.chart_url(ticker, start, end);
-        let mut last_error = String::new();
+        let mut last_error = AttemptError::Response("no attempt made".into());
         for attempt in 0..=self.settings.max_retries {
             let retry_after = match self.attempt(&url).await {
                 Ok((status, retry_after, body)) => match classify_response(status, &body) {
@@ -124,11 +178,15 @@ impl MarketDataSource for ChartClient {
                             attempts: attempt + 1,
                         });
                     }
-                    ChartOutcome::Permanent(why) => {
-                        return Err(StageError::permanent(format!("{ticker}: {why}")));
+                    ChartOutcome::Permanent(reason) => {
+                        return Err(ChartError::Rejected {
+                            ticker: ticker.clone(),
+                            reason,
+                        }
+                        .into());
                     }
                     ChartOutcome::Transient(why) => {
-                        last_error = why;
+                        last_error = AttemptError::Response(why);
                         retry_after
                     }
                 },
@@ -143,40 +201,37 @@ impl MarketDataSource for ChartClient {
             if let Some(wait) = retry_after
                 && wait > MAX_RETRY_AFTER
             {
-                return Err(StageError::transient(format!(
-                    "{ticker}: {last_error}; server asks to retry after {}s, longer than this process waits",
-                    wait.as_secs()
-                )));
+                return Err(ChartError::RetryAfterTooLong {
+                    ticker: ticker.clone(),
+                    seconds: wait.as_secs(),
+                    last: last_error,
+                }
+                .into());
             }
             let delay = self.backoff(attempt, retry_after);
-            tracing::warn!(%ticker, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %last_error, "chart request failed, retrying");
+            tracing::warn!(%ticker, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %mdp_core::error::chain(&last_error), "chart request failed, retrying");
             tokio::time::sleep(delay).await;
         }
-        Err(StageError::transient(format!(
-            "{ticker}: chart API still failing after {} attempts: {last_error}",
-            self.settings.max_retries + 1
-        )))
+        Err(ChartError::GaveUp {
+            ticker: ticker.clone(),
+            attempts: self.settings.max_retries + 1,
+            last: last_error,
+        }
+        .into())
     }
 }
 
-fn describe_reqwest(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
+fn http_error(source: reqwest::Error) -> AttemptError {
+    let kind = if source.is_timeout() {
         "timed out"
-    } else if e.is_connect() {
+    } else if source.is_connect() {
         "connection failed"
-    } else if e.is_body() || e.is_decode() {
+    } else if source.is_body() || source.is_decode() {
         "body interrupted"
     } else {
         "request failed"
     };
-    // The source chain says why (refused, reset, …); keep it, it is short.
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        detail = format!("{detail}: {s}");
-        source = s.source();
-    }
-    format!("{kind}: {detail}")
+    AttemptError::Http { kind, source }
 }
 
 /// `Retry-After` as delta-seconds (fractions tolerated) or an HTTP date.

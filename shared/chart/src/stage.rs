@@ -3,7 +3,40 @@
 
 use mdp_core::messages::{FetchRequest, MESSAGE_VERSION, TransformRequest};
 use mdp_core::source::{ChartContent, MarketDataSource};
-use mdp_core::{Lake, StageError};
+use mdp_core::{ErrorClass, Lake, StageError, StoreError, Ticker};
+
+/// Why a fetch message could not be handled (the request itself fails with
+/// the source's own error).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("fetch request for {ticker}: start {start} is after end {end}")]
+    BadRange {
+        ticker: Ticker,
+        start: chrono::NaiveDate,
+        end: chrono::NaiveDate,
+    },
+    #[error("landing the raw response of {ticker}")]
+    Land {
+        ticker: Ticker,
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl FetchError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            FetchError::BadRange { .. } => ErrorClass::Permanent,
+            FetchError::Land { source, .. } => source.class(),
+        }
+    }
+}
+
+impl From<FetchError> for StageError {
+    fn from(e: FetchError) -> Self {
+        StageError::with_source(e.class(), e)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct FetchOutcome {
@@ -24,10 +57,12 @@ pub async fn fetch_stage(
 ) -> Result<FetchOutcome, StageError> {
     let ticker = &request.ticker;
     if request.start > request.end {
-        return Err(StageError::permanent(format!(
-            "fetch request for {ticker}: start {} is after end {}",
-            request.start, request.end
-        )));
+        return Err(FetchError::BadRange {
+            ticker: ticker.clone(),
+            start: request.start,
+            end: request.end,
+        }
+        .into());
     }
     let fetched = source
         .fetch_daily(ticker, request.start, request.end)
@@ -48,8 +83,9 @@ pub async fn fetch_stage(
     lake.store()
         .put(&raw_key, fetched.body)
         .await
-        .map_err(|e| {
-            StageError::from(e).context(format!("landing the raw response of {ticker}"))
+        .map_err(|source| FetchError::Land {
+            ticker: ticker.clone(),
+            source,
         })?;
     let bars_in_range = series.bars_in_range(request.start, request.end).len();
     if let Some(symbol) = &series.symbol

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use mdp_chart::replay::Reply;
-use mdp_chart::{ChartClient, ChartClientSettings, ChartReplayServer, fetch_stage};
+use mdp_chart::{ChartClient, ChartClientSettings, fetch_stage};
 use mdp_core::messages::FetchRequest;
 use mdp_core::source::{ChartContent, MarketDataSource};
 use mdp_core::{Lake, LocalStore, Ticker, dates::FetchMode};
+use mdp_devtools::{ChartReplayServer, Reply};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
@@ -118,7 +118,7 @@ async fn server_errors_back_off_exponentially_then_give_up_as_transient() {
     let elapsed = started.elapsed();
     assert!(err.is_transient(), "{err}");
     assert!(
-        err.message.contains("after 3 attempts") && err.message.contains("503"),
+        err.message().contains("after 3 attempts") && err.message().contains("503"),
         "{err}"
     );
     assert_eq!(server.request_count("MSFT"), 3);
@@ -169,7 +169,7 @@ async fn timeouts_and_cut_bodies_are_retried() {
         .await
         .unwrap_err();
     assert!(
-        err.is_transient() && err.message.contains("timed out"),
+        err.is_transient() && err.message().contains("timed out"),
         "{err}"
     );
 }
@@ -195,7 +195,7 @@ async fn refused_connection_is_transient() {
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
-    assert!(err.message.contains("connection failed"), "{err}");
+    assert!(err.message().contains("connection failed"), "{err}");
 }
 
 #[tokio::test]
@@ -212,7 +212,7 @@ async fn unknown_symbol_is_permanent_without_retry() {
         .unwrap_err();
     assert!(!err.is_transient());
     assert!(
-        err.message.contains("SIX") && err.message.contains("404"),
+        err.message().contains("SIX") && err.message().contains("404"),
         "{err}"
     );
     assert_eq!(server.request_count("SIX"), 1);

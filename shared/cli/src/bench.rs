@@ -5,13 +5,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use mdp_chart::ChartReplayServer;
-use mdp_chart::replay::{synthetic_bars, synthetic_daily_chart};
 use mdp_core::messages::ScheduleEvent;
 use mdp_core::{Config, StageError};
+use mdp_devtools::{ChartReplayServer, synthetic_bars, synthetic_daily_chart};
+use mdp_pipeline::{Pipeline, TickerOutcome};
 use mdp_transform::compute_indicators;
-
-use crate::runner::{Pipeline, TickerOutcome};
 
 pub struct BenchOptions {
     pub years: u32,
@@ -48,10 +46,10 @@ pub async fn run_bench(options: &BenchOptions) -> Result<String, StageError> {
 
     // A fresh, empty table each time: the figure is a first backfill. Creating
     // the table is a once-per-deployment step, so it happens before the clock.
-    let setup = Pipeline::from_config(config.clone()).await?;
-    setup.warehouse.drop_table().await?;
-    setup.warehouse.migrate().await?;
-    setup.warehouse.close().await;
+    let setup = mdp_warehouse::connect_rows(&config).await?;
+    setup.drop_table().await?;
+    setup.migrate().await?;
+    setup.close().await;
 
     // The same series the server serves: its last session ends the range.
     let last_day = synthetic_bars(first_day, sessions, 42)

@@ -2,11 +2,10 @@
 //! are served by a local HTTP server inside the process, so the real client,
 //! lake and warehouse code all run; only the far end is local.
 
-use mdp_chart::ChartReplayServer;
 use mdp_core::messages::ScheduleEvent;
 use mdp_core::{Config, StageError};
-
-use crate::runner::{Pipeline, RunSummary};
+use mdp_devtools::ChartReplayServer;
+use mdp_pipeline::{Pipeline, RunSummary};
 
 /// Recorded responses bundled into the binary (see tests/fixtures/yahoo/SOURCES.md).
 pub const DEMO_SERIES: [(&str, &[u8]); 4] = [

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, NaiveDate};
-use mdp_chart::replay::synthetic_bars;
 use mdp_core::row::COLUMNS;
 use mdp_core::{Config, CuratedRow, InstrumentMeta, Lake, LocalStore, StageError};
-use mdp_transform::{encode_parquet, lake_now, merge_history};
-use mdp_warehouse::Warehouse;
+use mdp_devtools::synthetic_bars;
+use mdp_lake::encode_parquet;
+use mdp_transform::{lake_now, merge_history};
 
 pub struct LoadBenchOptions {
     pub tickers: usize,
@@ -55,7 +55,7 @@ pub async fn run_load_bench(options: &LoadBenchOptions) -> Result<String, StageE
             let config =
                 Config::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
                     .map_err(|e| StageError::permanent(e.to_string()))?;
-            let wh = Warehouse::connect(&config).await?;
+            let wh = mdp_warehouse::connect_rows(&config).await?;
             wh.drop_table().await?;
             wh.migrate().await?;
             wh.close().await;

@@ -1,22 +1,34 @@
-//! The `mdp` command (DESIGN.md section 9).
+//! The `mdp` command (DESIGN.md section 9): `run`, `load` and `warehouse
+//! migrate` drive the one-process pipeline (mdp-pipeline); `demo`,
+//! `serve-charts` and `bench` use the development machinery (mdp-devtools).
+
+mod bench;
+mod demo;
+mod load_bench;
 
 use std::process::ExitCode;
 
+use bench::{BenchOptions, run_bench};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use mdp::bench::{BenchOptions, run_bench};
-use mdp::demo::run_demo;
-use mdp::runner::Pipeline;
+use demo::run_demo;
 use mdp_core::config::{parse_ticker_list, redact_url};
 use mdp_core::dates::today_in_new_york;
 use mdp_core::messages::ScheduleEvent;
 use mdp_core::{Config, StageError};
-use mdp_warehouse::Warehouse;
+use mdp_pipeline::Pipeline;
+
+/// The Postgres `mdp bench` loads into when neither `--postgres-url` nor
+/// `MDP_BENCH_POSTGRES_URL` says otherwise: the local test database.
+const DEFAULT_BENCH_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 #[derive(Parser)]
 #[command(
     name = "mdp",
     about = "Market data pipeline: Yahoo chart API → Parquet lake → SQL warehouse",
+    after_help = "Configuration comes from environment variables: MARKET_DATA_LAKE_URI,\n\
+                  WAREHOUSE_URL, YAHOO_FINANCE_API_BASE_URL and the others README.md\n\
+                  lists under Configuration.",
     version
 )]
 struct Cli {
@@ -28,7 +40,7 @@ struct Cli {
 enum Command {
     /// Run validate → fetch → transform → load for the tickers.
     Run {
-        /// Comma-separated tickers (default: MARKET_DATA_DEFAULT_TICKERS).
+        /// Comma-separated tickers (default: MARKET_DATA_DEFAULT_TICKERS, else AAPL).
         #[arg(long)]
         tickers: Option<String>,
         /// Target date: fetch what is missing up to it (default: today in New York).
@@ -55,22 +67,32 @@ enum Command {
         action: WarehouseAction,
     },
     /// Serve the bundled recordings as a local chart API (for `make invoke`).
+    #[command(hide = true)]
     ServeCharts {
+        /// Loopback port to listen on.
         #[arg(long, default_value_t = 9876)]
         port: u16,
         /// Also serve SYNTH: this many years of synthetic daily bars ending today.
         #[arg(long, default_value_t = 20)]
         synthetic_years: u32,
     },
-    /// Time a 10-year backfill into Postgres and the indicators over 1M bars.
+    /// Time a 10-year backfill into Postgres and the indicators over 1M bars (`make bench`).
+    #[command(hide = true)]
     Bench {
+        /// Years of daily bars in the backfill.
         #[arg(long, default_value_t = 10)]
         years: u32,
+        /// Closes the indicators are computed over.
         #[arg(long, default_value_t = 1_000_000)]
         bars: usize,
-        /// Postgres to load into (default: MDP_BENCH_POSTGRES_URL, else the local test database).
-        #[arg(long)]
-        postgres_url: Option<String>,
+        /// Postgres to load into (scratch schemas mdp_bench and mdp_bench_load are recreated).
+        #[arg(
+            long,
+            env = "MDP_BENCH_POSTGRES_URL",
+            hide_env_values = true, // it may hold a password
+            default_value = DEFAULT_BENCH_POSTGRES_URL
+        )]
+        postgres_url: String,
         /// Tickers in the warehouse load comparison (0 skips it).
         #[arg(long, default_value_t = 400)]
         load_tickers: usize,
@@ -178,7 +200,7 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                     }
                 }
             }
-            if let Some(peak) = mdp::bench::peak_rss_mb() {
+            if let Some(peak) = bench::peak_rss_mb() {
                 println!("peak memory {peak:.1} MB");
             }
             if results.is_empty() {
@@ -196,7 +218,7 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
         Command::Warehouse {
             action: WarehouseAction::Migrate,
         } => {
-            let warehouse = Warehouse::connect(&config).await?;
+            let warehouse = mdp_warehouse::connect(&config).await?;
             warehouse.migrate().await?;
             println!("{} is up to date", warehouse.describe());
             warehouse.close().await;
@@ -206,12 +228,12 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             port,
             synthetic_years,
         } => {
-            let server = mdp_chart::ChartReplayServer::start_on(port)
+            let server = mdp_devtools::ChartReplayServer::start_on(port)
                 .await
                 .map_err(|e| {
                     StageError::permanent(format!("listening on 127.0.0.1:{port}: {e}"))
                 })?;
-            for (symbol, body) in mdp::demo::SERVE_SERIES {
+            for (symbol, body) in demo::SERVE_SERIES {
                 server
                     .add_series(symbol, body)
                     .map_err(|e| StageError::permanent(format!("{symbol}: {e}")))?;
@@ -219,7 +241,7 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             let sessions = synthetic_years as usize * 252;
             let first_day =
                 today_in_new_york() - chrono::Days::new(u64::from(synthetic_years) * 365);
-            let synth = mdp_chart::replay::synthetic_daily_chart("SYNTH", first_day, sessions, 20);
+            let synth = mdp_devtools::synthetic_daily_chart("SYNTH", first_day, sessions, 20);
             server
                 .add_series("SYNTH", &synth)
                 .map_err(|e| StageError::permanent(e.to_string()))?;
@@ -238,9 +260,6 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             load_tickers,
             load_years,
         } => {
-            let postgres_url = postgres_url
-                .or_else(|| std::env::var("MDP_BENCH_POSTGRES_URL").ok())
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
             let report = run_bench(&BenchOptions {
                 years,
                 indicator_bars: bars,
@@ -249,12 +268,12 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             .await?;
             print!("{report}");
             if load_tickers > 0 {
-                let options = mdp::load_bench::LoadBenchOptions {
+                let options = load_bench::LoadBenchOptions {
                     tickers: load_tickers,
                     years: load_years,
                     postgres_url,
                 };
-                print!("{}", mdp::load_bench::run_load_bench(&options).await?);
+                print!("{}", load_bench::run_load_bench(&options).await?);
             }
             Ok(ExitCode::SUCCESS)
         }

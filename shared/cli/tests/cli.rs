@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use mdp_chart::ChartReplayServer;
 use mdp_core::Config;
-use mdp_warehouse::Warehouse;
+use mdp_devtools::ChartReplayServer;
 
 fn mdp(dir: &Path, args: &[&str], extra_env: &[(&str, String)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mdp"));
@@ -29,7 +28,7 @@ fn text(bytes: &[u8]) -> String {
 async fn warehouse_rows(dir: &Path) -> Vec<mdp_core::CuratedRow> {
     let url = format!("sqlite://{}", dir.join("data/warehouse.db").display());
     let config = Config::from_lookup(|k| (k == "WAREHOUSE_URL").then(|| url.clone())).unwrap();
-    let warehouse = Warehouse::connect(&config).await.unwrap();
+    let warehouse = mdp_warehouse::connect_rows(&config).await.unwrap();
     let rows = warehouse.read_rows(None).await.unwrap();
     warehouse.close().await;
     rows
@@ -164,4 +163,75 @@ fn bad_configuration_fails_at_start_with_one_line_naming_the_variable() {
 
     let out = mdp(dir.path(), &["run", "--start", "2021-03-01"], &[]);
     assert_eq!(out.status.code(), Some(2), "--start needs --end");
+}
+
+#[test]
+fn help_lists_the_user_commands_and_hides_the_development_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = mdp(dir.path(), &["--help"], &[]);
+    assert_eq!(help.status.code(), Some(0));
+    let stdout = text(&help.stdout);
+    let commands: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        commands,
+        ["run", "demo", "load", "warehouse", "help"],
+        "{stdout}"
+    );
+    assert!(stdout.contains("WAREHOUSE_URL"), "{stdout}");
+
+    // Hidden, not gone; the URL's value (it may hold a password) is not shown.
+    let bench = mdp(
+        dir.path(),
+        &["bench", "--help"],
+        &[("MDP_BENCH_POSTGRES_URL", "postgres://u:secret@db/x".into())],
+    );
+    assert_eq!(bench.status.code(), Some(0), "{}", text(&bench.stderr));
+    let bench_help = text(&bench.stdout);
+    assert!(
+        bench_help.contains("[env: MDP_BENCH_POSTGRES_URL]") && !bench_help.contains("secret"),
+        "{bench_help}"
+    );
+    let serve = mdp(dir.path(), &["serve-charts", "--help"], &[]);
+    assert_eq!(serve.status.code(), Some(0), "{}", text(&serve.stderr));
+
+    let run = mdp(dir.path(), &["run", "--help"], &[]);
+    assert!(
+        text(&run.stdout).contains("MARKET_DATA_DEFAULT_TICKERS"),
+        "{}",
+        text(&run.stdout)
+    );
+}
+
+#[test]
+fn a_mistyped_command_exits_2_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    // clap suggests by Jaro similarity above 0.7: `rum` is close enough to
+    // `run`; a transposition in a three-letter word (`rnu`, 0.56) is not.
+    for (typed, suggested) in [("rum", Some("run")), ("deom", Some("demo")), ("rnu", None)] {
+        let out = mdp(dir.path(), &[typed], &[]);
+        assert_eq!(out.status.code(), Some(2), "{typed}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("unrecognized subcommand '{typed}'")),
+            "{stderr}"
+        );
+        match suggested {
+            Some(s) => assert!(
+                stderr.contains(&format!("similar subcommand exists: '{s}'")),
+                "{stderr}"
+            ),
+            None => assert!(!stderr.contains("similar subcommand"), "{stderr}"),
+        }
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "no colour when stderr is not a terminal: {stderr:?}"
+        );
+    }
+    assert!(!dir.path().join("data").exists());
 }

@@ -1,11 +1,12 @@
-//! A local S3 and SQS for tests: a `moto_server` child process (PyPI package
-//! `moto[server]`) on a free port of 127.0.0.1, stopped when dropped.
+//! A local S3, SQS and Secrets Manager for tests: a `moto_server` child
+//! process (PyPI package `moto[server]`) on a free port of 127.0.0.1, stopped
+//! when dropped.
 //!
 //! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
-//! let moto = mdp_aws::moto::MotoServer::start()?;
-//! let cfg = mdp_aws::sdk_config_for(&moto.endpoint).await;
-//! let s3 = mdp_aws::s3_client(&cfg);
+//! # fn demo() -> std::io::Result<()> {
+//! let moto = mdp_devtools::MotoServer::start()?;
+//! // With mdp-aws: `mdp_aws::s3_client(&mdp_aws::sdk_config_for(&moto.endpoint).await)`.
+//! println!("AWS_ENDPOINT_URL={}", moto.endpoint);
 //! # Ok(()) }
 //! ```
 
@@ -27,7 +28,7 @@ const PORT_ATTEMPTS: usize = 3;
 /// goes to a log file, shown only in the error when it fails to start.
 #[derive(Debug)]
 pub struct MotoServer {
-    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL` or [`crate::sdk_config_for`].
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL` or `mdp_aws::sdk_config_for`.
     pub endpoint: String,
     child: Child,
     log: PathBuf,

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use mdp_core::queue::Queue;
+use mdp_core::error::chain;
+use mdp_core::messages::MessageError;
+use mdp_core::queue::{Queue, QueueError};
 use mdp_core::{ErrorClass, StageError};
 
 /// First redelivery delay of a transient failure; doubles per receive.
@@ -97,7 +99,7 @@ where
     let count = receive_count(record);
     let result = match &record.body {
         Some(body) => handle(body.clone()).await,
-        None => Err(StageError::permanent("SQS record has no body")),
+        None => Err(MessageError::NoBody.into()),
     };
     let error = match result {
         Ok(()) => return RecordOutcome::Done,
@@ -106,7 +108,7 @@ where
     match error.class {
         ErrorClass::Transient => {
             let delay = retry_delay(count);
-            tracing::warn!(message_id = id, receive_count = count, retry_in_s = delay.as_secs(), error = %error.message, "transient failure: redelivering later");
+            tracing::warn!(message_id = id, receive_count = count, retry_in_s = delay.as_secs(), error = %error.message(), "transient failure: redelivering later");
             if let Some(handle) = &record.receipt_handle
                 && let Err(e) = ctx
                     .queue
@@ -114,12 +116,12 @@ where
                     .await
             {
                 // The queue's own visibility timeout still delays the retry.
-                tracing::warn!(message_id = id, "could not delay the redelivery: {e}");
+                tracing::warn!(message_id = id, error = %chain(&e), "could not delay the redelivery");
             }
             RecordOutcome::RetryLater(delay)
         }
         ErrorClass::Permanent => {
-            tracing::error!(message_id = id, receive_count = count, error = %error.message, "permanent failure: dead-lettering, no retry");
+            tracing::error!(message_id = id, receive_count = count, error = %error.message(), "permanent failure: dead-lettering, no retry");
             let Some(dlq) = &ctx.dead_letter_queue_url else {
                 return RecordOutcome::RetryLater(Duration::ZERO);
             };
@@ -128,7 +130,7 @@ where
                 Ok(()) => RecordOutcome::DeadLettered,
                 Err(e) => {
                     // Not lost: reported failed, it comes back and is tried again.
-                    tracing::error!(message_id = id, "could not dead-letter: {e}");
+                    tracing::error!(message_id = id, error = %chain(&e), "could not dead-letter");
                     RecordOutcome::RetryLater(retry_delay(count))
                 }
             }
@@ -141,7 +143,7 @@ pub async fn send_messages<T: serde::Serialize>(
     queue: &dyn Queue,
     queue_url: &str,
     messages: &[T],
-) -> Result<(), StageError> {
+) -> Result<(), QueueError> {
     let bodies: Vec<String> = messages
         .iter()
         .map(|m| serde_json::to_string(m).expect("stage messages serialise"))

@@ -15,7 +15,7 @@ use mdp_core::ticker::TickerError;
 use mdp_core::validate::validate_stage;
 use mdp_core::{Config, Lake, LocalStore, StageError, Ticker};
 use mdp_transform::{lake_now, transform_stage};
-use mdp_warehouse::{LoadReport, Warehouse, load_stage, reload_ticker};
+use mdp_warehouse::{LoadReport, WarehouseLoader, load_stage, reload_ticker};
 use tokio::sync::Semaphore;
 
 /// Tickers processed at the same time.
@@ -26,7 +26,7 @@ pub struct Pipeline {
     pub config: Config,
     pub lake: Lake,
     pub source: Arc<dyn MarketDataSource>,
-    pub warehouse: Warehouse,
+    pub warehouse: Arc<dyn WarehouseLoader>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +159,7 @@ impl Pipeline {
     pub async fn from_config(config: Config) -> Result<Pipeline, StageError> {
         let lake = open_lake(&config).await;
         let source = Arc::new(ChartClient::new(ChartClientSettings::from(&config))?);
-        let warehouse = Warehouse::connect(&config).await?;
+        let warehouse = mdp_warehouse::connect(&config).await?;
         warehouse.migrate().await?;
         Ok(Pipeline {
             config,
@@ -206,7 +206,7 @@ impl Pipeline {
         let mut s = TickerSummary::new(request.ticker.as_str());
         s.range = Some((request.start, request.end));
         if let Err(e) = self.run_ticker_stages(request, &mut s).await {
-            tracing::error!(ticker = %request.ticker, class = %e.class, "{}", e.message);
+            tracing::error!(ticker = %request.ticker, class = %e.class, "{}", e.message());
             s.outcome = TickerOutcome::Failed(e);
         }
         s
@@ -244,7 +244,7 @@ impl Pipeline {
         let clock = Instant::now();
         let loaded = load_stage(
             &self.lake,
-            &self.warehouse,
+            self.warehouse.as_ref(),
             &load_request,
             self.config.load_strategy,
         )
@@ -275,7 +275,7 @@ impl Pipeline {
         for ticker in tickers {
             let result = reload_ticker(
                 &self.lake,
-                &self.warehouse,
+                self.warehouse.as_ref(),
                 &ticker,
                 self.config.load_strategy,
             )
