@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use mdp_core::messages::{ScheduleEvent, new_run_id};
+use mdp_core::messages::{MessageError, ScheduleEvent, new_run_id};
 use mdp_core::queue::Queue;
 use mdp_core::validate::validate_stage;
 use mdp_core::{Config, Lake, StageError};
@@ -28,7 +28,7 @@ pub struct ValidateResponse {
 }
 
 /// The scheduler input, or an EventBridge event carrying it in `detail`.
-pub fn parse_event(payload: serde_json::Value) -> Result<ScheduleEvent, StageError> {
+pub fn parse_event(payload: serde_json::Value) -> Result<ScheduleEvent, MessageError> {
     let inner = match payload.get("detail") {
         Some(detail) if payload.get("detail-type").is_some() => detail.clone(),
         _ => payload,
@@ -36,8 +36,7 @@ pub fn parse_event(payload: serde_json::Value) -> Result<ScheduleEvent, StageErr
     if inner.is_null() {
         return Ok(ScheduleEvent::default());
     }
-    serde_json::from_value(inner)
-        .map_err(|e| StageError::permanent(format!("invalid schedule input: {e}")))
+    serde_json::from_value(inner).map_err(MessageError::Schedule)
 }
 
 impl ValidateFunction {
@@ -98,7 +97,7 @@ mod tests {
             serde_json::json!({"date": "yesterday"}),
             serde_json::json!([1, 2]),
         ] {
-            let err = parse_event(bad).unwrap_err();
+            let err = StageError::from(parse_event(bad).unwrap_err());
             assert!(!err.is_transient());
             assert!(err.message().contains("invalid schedule input"), "{err}");
         }

@@ -12,7 +12,7 @@ use bench::{BenchOptions, run_bench};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use demo::run_demo;
-use mdp_core::config::{parse_ticker_list, redact_url};
+use mdp_core::config::parse_ticker_list;
 use mdp_core::dates::today_in_new_york;
 use mdp_core::messages::ScheduleEvent;
 use mdp_core::{Config, StageError};
@@ -167,7 +167,7 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             println!("lake:      {}", config.lake_uri);
             println!(
                 "warehouse: {} (table {})",
-                redact_url(&config.warehouse_url),
+                config.warehouse.redacted(),
                 config.warehouse_table
             );
             Ok(if summary.all_succeeded() {

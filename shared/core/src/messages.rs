@@ -73,6 +73,8 @@ pub enum MessageError {
     Malformed(#[source] serde_json::Error),
     #[error("SQS record has no body")]
     NoBody,
+    #[error("invalid schedule input")]
+    Schedule(#[source] serde_json::Error),
 }
 
 impl From<MessageError> for StageError {

@@ -260,3 +260,70 @@ async fn postgres_pool_replaces_a_connection_the_server_dropped() {
     assert_eq!(report.inserted, 10);
     assert_identical(&rows_after.unwrap(), &rows("DROP", 0, 20));
 }
+
+/// Passwords of every character class a URL treats specially, in Postgres
+/// and Redshift URLs: no form of them (as written, percent-encoded either
+/// case, decoded) shows in a connect error, and on a reachable server
+/// (trust auth ignores the password) not in `describe` or `Debug` either.
+#[tokio::test]
+async fn no_password_of_any_character_class_is_ever_shown() {
+    let passwords = [
+        "sl/ash12",
+        "at@sign12",
+        "co:lon12",
+        "quest?ion",
+        "ha#sh123",
+        "per%cent",
+        "spa ce12",
+        "quo'te\"12",
+        "pässwörd✓",
+        "m/i@x:e?d#%✓",
+    ];
+    let forms = |p: &str| {
+        let encoded = mdp_core::encoding::percent_encode(p, mdp_core::encoding::UNRESERVED);
+        [p.to_string(), encoded.clone(), encoded.to_lowercase()]
+    };
+    let local = postgres_url();
+    let authority = local
+        .strip_prefix("postgres://")
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .unwrap_or("");
+    let (user, host) = authority
+        .rsplit_once('@')
+        .unwrap_or(("postgres", authority));
+    let user = user.split(':').next().unwrap_or("postgres");
+    for password in passwords {
+        let encoded = mdp_core::encoding::percent_encode(password, mdp_core::encoding::UNRESERVED);
+        for url in [
+            format!("postgres://etl:{encoded}@127.0.0.1:1/db"),
+            format!("redshift://etl:{encoded}@127.0.0.1:1/dev"),
+        ] {
+            let cfg = config(&[
+                ("WAREHOUSE_URL", url.clone()),
+                ("WAREHOUSE_REDSHIFT_IAM_ROLE", "default".into()),
+            ]);
+            let err = StageError::from(mdp_warehouse::connect(&cfg).await.unwrap_err());
+            let shown = format!("{err} {err:?} {cfg:?}");
+            for form in forms(password) {
+                assert!(
+                    !shown.contains(&form),
+                    "{password:?} as {form:?} in {shown}"
+                );
+            }
+            assert!(err.message().contains("etl:***@127.0.0.1:1"), "{err}");
+        }
+        // Reachable: the local server with trust auth accepts any password.
+        let url = format!("postgres://{user}:{encoded}@{host}/test");
+        let wh = connect_rows(&config(&[("WAREHOUSE_URL", url)]))
+            .await
+            .unwrap();
+        let shown = format!("{} {wh:?}", wh.describe());
+        for form in forms(password) {
+            assert!(
+                !shown.contains(&form),
+                "{password:?} as {form:?} in {shown}"
+            );
+        }
+        wh.close().await;
+    }
+}

@@ -1,83 +1,24 @@
-//! Amazon Redshift: the connection over the Postgres wire protocol, and the
-//! load from the curated Parquet files in S3 — `COPY … FORMAT AS PARQUET`
-//! into a temporary staging table, then one set-based statement per
-//! strategy, all in one transaction.
+//! Amazon Redshift over the Postgres wire protocol. A load never sends rows:
+//! Redshift `COPY`s the curated Parquet objects from S3 into a staging table
+//! under an IAM role, then one set-based statement applies the strategy, all
+//! in one transaction ([`statements`] holds every statement as data).
 //!
-//! # What sqlx sends, and what Redshift gets (sqlx-postgres 0.9.0)
-//!
-//! At connect (`connection/establish.rs`), the startup message carries
-//! `user`, `database`, `DateStyle=ISO, MDY`, `client_encoding=UTF8`,
-//! `TimeZone=UTC`, then `extra_float_digits` (sqlx's default `2`; omitted
-//! when set to `None`), `application_name` (when set, also from
-//! `PGAPPNAME`) and `options` (only when set, e.g. from `PGOPTIONS`). sqlx
-//! sends no `SET` or `SHOW` at connect and reads `server_version` from the
-//! ParameterStatus messages only. Redshift accepts all of these: `datestyle`,
-//! `timezone`, `extra_float_digits` (range -15 to 2, so sqlx's Postgres-12
-//! style `3` would be refused: we pin `2`, the largest Redshift takes, which
-//! also keeps text-mode floats at 17 significant digits) and
-//! `application_name` are Redshift configuration parameters, and UTF8 is its
-//! only encoding. Keep `PGOPTIONS` unset for Redshift: sqlx forwards it as
-//! the `options` startup parameter and offers no way to drop it.
-//!
-//! After connect: a pool ping is a bare `Sync` message; `BEGIN`, `COMMIT`
-//! and `ROLLBACK` go as simple queries. Every `sqlx::query(…)` (extended
-//! protocol: a named prepared statement, Parse/Describe/Bind, binary
-//! results) whose parameter or column type OID is not one sqlx knows makes
-//! sqlx run its type resolver (`connection/resolve.rs`: `pg_type` joined
-//! with `pg_range` and `pg_enum`, `array_agg`, `DISTINCT ON`,
-//! `to_regtype`), which Redshift's catalog cannot run. So every Redshift
-//! statement here goes through `sqlx::raw_sql` — the simple query protocol:
-//! no prepare, no type lookups, text results — with values as escaped
-//! literals ([`crate::migrate::literal`]) and counts decoded from text.
-//!
-//! # The load
-//!
-//! One transaction ([`load_statements`] generates it, [`run`] executes it):
-//!
-//! 1. `LOCK` the target: Redshift's serializable isolation would otherwise
-//!    abort one of two concurrent loads of the table (the Redshift guide's
-//!    advice for concurrent writers); a second delivery of the same load
-//!    waits, then finds its work done.
-//! 2. `CREATE TEMP TABLE "mdp_stage" (LIKE target)`: same columns, NOT NULLs,
-//!    DISTKEY and SORTKEY as the target, so the merge joins are collocated.
-//! 3. One `COPY "mdp_stage" (32 contract columns) FROM 's3://…' IAM_ROLE '…'
-//!    FORMAT AS PARQUET` per partition file (truncate_insert: one COPY of the
-//!    ticker's whole prefix `…/ticker=X/`). Per the Redshift guide ("COPY from
-//!    columnar data formats"), a columnar COPY maps file columns to table
-//!    columns by position and takes only FROM, IAM_ROLE/CREDENTIALS,
-//!    ACCEPTINVCHARS, FILLRECORD, STATUPDATE, MANIFEST and EXPLICIT_IDS (no
-//!    REGION: the bucket must be in the cluster's region). The column list
-//!    names the target columns in file order (the curated files hold exactly
-//!    the 32 contract columns in contract order): it makes the mapping
-//!    explicit and keeps working should the table gain columns.
-//! 4. A check of the staged rows: all of the ticker, one per date. Redshift
-//!    does not enforce the unique (ticker, date) constraint, and MERGE
-//!    requires that a target row match at most one source row, so the load
-//!    refuses anything else (permanent error, nothing written).
-//! 5. The strategy:
-//!    - upsert: `DELETE FROM stage USING target` the staged rows identical to
-//!      their stored row (NULL-aware comparison of every value column, as the
-//!      Redshift guide's merge advice suggests: "add a filter to exclude rows
-//!      that have not changed"; Redshift rewrites every updated row, and
-//!      stored rows keep their `updated_at`, as on Postgres), count the staged
-//!      rows without a stored row (the inserts), then `MERGE INTO target USING
-//!      stage ON target.ticker = stage.ticker AND target.date = stage.date
-//!      WHEN MATCHED THEN UPDATE SET <every column but the key and created_at>
-//!      WHEN NOT MATCHED THEN INSERT (<32 columns>) VALUES (<stage's 32>)` —
-//!      the syntax of the Redshift MERGE reference: no target alias, target
-//!      columns unqualified in SET, a table (not a subquery) as source.
-//!    - append: `INSERT INTO target (<32>) SELECT <32> FROM stage WHERE NOT
-//!      EXISTS (<the stored row of that key>)`.
-//!    - truncate_insert: `DELETE FROM target WHERE ticker = '…'`, then
-//!      `INSERT INTO target (<32>) SELECT <32> FROM stage`.
-//! 6. `DROP TABLE "mdp_stage"`: Redshift temporary tables live for the
-//!    session (no `ON COMMIT DROP`), and pooled sessions are reused. On a
-//!    failure the rollback undoes the CREATE as well.
+//! Why it differs from the Postgres adapter:
+//! - Only startup parameters Redshift accepts are sent (`extra_float_digits`
+//!   is pinned to 2, the largest it takes; keep `PGOPTIONS` unset, since the
+//!   driver forwards it as a startup parameter).
+//! - Every statement uses the simple query protocol (`raw_sql`): prepared
+//!   statements make the driver look types up in catalog tables Redshift
+//!   does not have. Values go as escaped literals, counts come back as text.
+//! - Redshift enforces no unique key and has serializable isolation: a load
+//!   `LOCK`s the table and checks the staged rows (one ticker, one row per
+//!   date) before it merges; the temporary staging table is dropped at the
+//!   end because pooled sessions are reused.
 //!
 //! Tested locally: the exact statements of every strategy, and all of them
-//! except the `COPY … FROM 's3://…'` lines run against Postgres 15 (which
-//! has MERGE) on a staging table filled by other means. The COPY from S3 is
-//! the only statement not run before it meets a real Redshift cluster.
+//! except the `COPY … FROM 's3://…'` lines against Postgres 15 (which has
+//! MERGE). The COPY from S3 is the one statement not run before it meets a
+//! real cluster.
 
 #[cfg(test)]
 mod on_postgres;

@@ -1,6 +1,23 @@
 //! One Redshift load as data: every statement in order, with its step
 //! ([`load_statements`]), and the runner that executes them in the caller's
 //! transaction and turns their counts into a report ([`run`]).
+//!
+//! The statements, in one transaction:
+//! 1. `LOCK` the target: a second delivery of the same load waits, then
+//!    finds its work done (instead of a serialization abort).
+//! 2. `CREATE TEMP TABLE "mdp_stage" (LIKE target)`: same columns, keys and
+//!    distribution, so the merge joins are collocated.
+//! 3. One `COPY "mdp_stage" (<columns in file order>) FROM 's3://…' IAM_ROLE
+//!    '…' FORMAT AS PARQUET` per partition (truncate_insert: one COPY of the
+//!    ticker's prefix). A columnar COPY maps columns by position; naming them
+//!    makes the mapping explicit.
+//! 4. A check of the staged rows: all of the ticker, one per date (MERGE
+//!    needs each target row to match at most one source row).
+//! 5. The strategy: upsert drops the staged rows identical to their stored
+//!    row (so unchanged rows keep `updated_at`), counts the new ones, then
+//!    `MERGE`s; append inserts where the key is absent; truncate_insert
+//!    deletes the ticker's rows and inserts the stage.
+//! 6. `DROP TABLE "mdp_stage"` (session temporary tables outlive a commit).
 
 use mdp_core::config::LoadStrategy;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
