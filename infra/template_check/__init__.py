@@ -1,0 +1,21 @@
+"""The offline check of template.yaml, split by concern.
+
+infra/check_template.py is the entry point and describes what is checked.
+The modules:
+
+- cfn: paths, loading, the SAM transform, cfn-lint, the intrinsic helpers
+  (resolve, referenced, as_list), the problem collector check() and the
+  Context every check receives.
+- expected: FUNCTIONS, the per-function expectations the other modules share.
+- functions: functions, queues and event source mappings, the schedule and
+  the stack outputs.
+- security: the lake bucket's protection and the IAM policies.
+- files: local files the template names, workspace members, sample events.
+- run: main(), which runs the checks of CHECKS in order and prints the result.
+
+A new check is a function taking a Context, appended to the right list in run.
+"""
+
+from .run import main
+
+__all__ = ["main"]
