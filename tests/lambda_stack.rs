@@ -49,10 +49,21 @@ pub struct Queues {
     pub load_dlq: String,
 }
 
-pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
+/// A queue and its dead-letter queue; FIFO ones (ticker-grouped, as the
+/// template makes the transform and load queues) when `fifo`.
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool) -> (String, String) {
+    let suffix = if fifo { ".fifo" } else { "" };
+    let fifo_attributes =
+        |request: aws_sdk_sqs::operation::create_queue::builders::CreateQueueFluentBuilder| {
+            if fifo {
+                request
+                    .attributes(QueueAttributeName::FifoQueue, "true")
+                    .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
+            } else {
+                request
+            }
+        };
+    let dlq = fifo_attributes(sqs.create_queue().queue_name(format!("{name}-dlq{suffix}")))
         .send()
         .await
         .unwrap()
@@ -70,9 +81,7 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, Str
         .clone();
     let redrive =
         format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#);
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
+    let url = fifo_attributes(sqs.create_queue().queue_name(format!("{name}{suffix}")))
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         // Short, so that a redelivery delay the functions forgot to set would show.
         .attributes(
@@ -96,9 +105,9 @@ pub async fn stack(chart: &ChartReplayServer, max_retries: u32) -> Stack {
     let id = format!("{:08x}", fastrand_u32());
     let bucket = format!("mdp-lake-{id}");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let (fetch_q, fetch_dlq) = create_queue(&sqs, &format!("fetch-{id}")).await;
-    let (transform_q, transform_dlq) = create_queue(&sqs, &format!("transform-{id}")).await;
-    let (load_q, load_dlq) = create_queue(&sqs, &format!("load-{id}")).await;
+    let (fetch_q, fetch_dlq) = create_queue(&sqs, &format!("fetch-{id}"), false).await;
+    let (transform_q, transform_dlq) = create_queue(&sqs, &format!("transform-{id}"), true).await;
+    let (load_q, load_dlq) = create_queue(&sqs, &format!("load-{id}"), true).await;
     let queues = Queues {
         fetch: fetch_q,
         fetch_dlq,
@@ -159,6 +168,7 @@ pub async fn stack(chart: &ChartReplayServer, max_retries: u32) -> Stack {
             lake: env.lake.clone(),
             queue: queue.clone(),
             fetch_queue_url: queues.fetch.clone(),
+            load_queue_url: queues.load.clone(),
         },
         fetch: FetchFunction {
             lake: env.lake.clone(),
@@ -205,6 +215,7 @@ pub async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> SqsEvent {
         .queue_url(queue_url)
         .max_number_of_messages(10)
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
         .send()
         .await
         .unwrap();

@@ -3,13 +3,10 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use fetch::FetchFunction;
+use fetch::{FetchFunction, RECORDS_IN_FLIGHT};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mdp_aws::LambdaEnv;
 use mdp_chart::{ChartClient, ChartClientSettings};
-
-/// Records of a batch fetched at once: each may wait on retries.
-const RECORDS_IN_FLIGHT: usize = 10;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,6 +14,10 @@ async fn main() -> Result<(), Error> {
     let env = LambdaEnv::load().await?;
     let function = FetchFunction {
         lake: env.lake.clone(),
+        // The request budget of this process (MARKET_DATA_API_CONCURRENCY,
+        // MARKET_DATA_API_RATE); with one record at a time (RECORDS_IN_FLIGHT:
+        // FetchMaxConcurrency functions × 1 record ≤ MARKET_DATA_API_CONCURRENCY
+        // per deployment) it holds at most one request in flight.
         source: Arc::new(ChartClient::new(ChartClientSettings::from(&env.config))?),
         queue: env.queue.clone(),
         transform_queue_url: env

@@ -16,6 +16,8 @@ pub struct ValidateFunction {
     pub lake: Lake,
     pub queue: Arc<dyn Queue>,
     pub fetch_queue_url: String,
+    /// Where load-only steps go (tickers whose warehouse is behind the lake).
+    pub load_queue_url: String,
 }
 
 /// What the invocation returns (and logs).
@@ -25,6 +27,10 @@ pub struct ValidateResponse {
     pub sent: Vec<String>,
     pub rejected: Vec<String>,
     pub up_to_date: Vec<String>,
+    /// Tickers sent a load of the partitions their warehouse misses.
+    pub catching_up: Vec<String>,
+    /// Tickers whose state could not be read, with why (the others ran).
+    pub failed: Vec<String>,
 }
 
 /// The scheduler input, or an EventBridge event carrying it in `detail`.
@@ -48,12 +54,22 @@ impl ValidateFunction {
         let event = parse_event(payload)?;
         let run_id = new_run_id();
         let plan = validate_stage(&self.lake, &self.config, &event, today, &run_id).await?;
+        send_messages(self.queue.as_ref(), &self.load_queue_url, &plan.catch_up).await?;
         send_messages(self.queue.as_ref(), &self.fetch_queue_url, &plan.fetches).await?;
+        for (ticker, error) in &plan.failed {
+            tracing::error!(%ticker, error = %error.message(), "ticker not planned");
+        }
         let response = ValidateResponse {
             run_id,
             sent: plan.fetches.iter().map(|f| f.ticker.to_string()).collect(),
             rejected: plan.rejected.iter().map(|e| e.to_string()).collect(),
             up_to_date: plan.up_to_date.iter().map(|t| t.to_string()).collect(),
+            catching_up: plan.catch_up.iter().map(|l| l.ticker.to_string()).collect(),
+            failed: plan
+                .failed
+                .iter()
+                .map(|(t, e)| format!("{t}: {}", e.message()))
+                .collect(),
         };
         tracing::info!(run_id = %response.run_id, sent = response.sent.len(), rejected = response.rejected.len(), "run planned");
         Ok(response)

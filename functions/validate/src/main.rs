@@ -11,6 +11,7 @@ async fn main() -> Result<(), Error> {
     let env = LambdaEnv::load().await?;
     let function = ValidateFunction {
         fetch_queue_url: env.required(&env.config.fetch_queue_url, "FETCH_QUEUE_URL")?,
+        load_queue_url: env.required(&env.config.load_queue_url, "LOAD_QUEUE_URL")?,
         lake: env.lake.clone(),
         queue: env.queue.clone(),
         config: env.config.clone(),

@@ -143,17 +143,17 @@ mod tests {
         .unwrap();
         assert_eq!(
             url,
-            "postgres://etl:p%40ss%2Fw%3Ard@db.internal:5432/market?sslmode=require"
+            "postgres://etl:p%40ss%2Fw%3Ard@db.internal:5432/market?sslmode=verify-full"
         );
         let rs = url_from_secret(
             r#"{"engine":"redshift","host":"wh","username":"u","password":"p"}"#,
             no_env,
         )
         .unwrap();
-        assert_eq!(rs, "redshift://u:p@wh:5439/dev?sslmode=require");
+        assert_eq!(rs, "redshift://u:p@wh:5439/dev?sslmode=verify-full");
         assert_eq!(
             url_from_secret("postgres://u:p@h/d", no_env).unwrap(),
-            "postgres://u:p@h:5432/d?sslmode=require"
+            "postgres://u:p@h:5432/d?sslmode=verify-full"
         );
         // The environment's TLS settings apply.
         let verify = |name: &str| match name {
@@ -171,7 +171,7 @@ mod tests {
         {
             assert_eq!(
                 warehouse_url_from_secret("postgres://u:p@h/d").unwrap(),
-                "postgres://u:p@h:5432/d?sslmode=require"
+                "postgres://u:p@h:5432/d?sslmode=verify-full"
             );
         }
     }

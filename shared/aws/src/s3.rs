@@ -201,6 +201,19 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        // DeleteObject succeeds for a missing key too.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .send()
+            .await
+            .map_err(|err| self.backend_error("DeleteObject", key, err))?;
+        Ok(())
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         // With a store prefix, the S3 prefix always ends in `prefix/`: a store
         // at `lake/a` never sees `lake/ab/…`.

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchRequestEntry};
 use mdp_core::ErrorClass;
-use mdp_core::queue::{MAX_BATCH, Queue, QueueError, ServiceError};
+use mdp_core::queue::{GroupedMessage, MAX_BATCH, Queue, QueueError, ServiceError};
 
 use crate::{classify, describe};
 
@@ -107,9 +107,15 @@ fn visibility_seconds(delay: Duration) -> i32 {
     secs.min(MAX_VISIBILITY_TIMEOUT) as i32
 }
 
-#[async_trait]
-impl Queue for SqsQueue {
-    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), QueueError> {
+impl SqsQueue {
+    /// Sends (group, body) pairs in SendMessageBatch calls of at most ten
+    /// messages and 256 KiB.
+    async fn send_entries(
+        &self,
+        queue_url: &str,
+        messages: &[(Option<&str>, &String)],
+    ) -> Result<(), QueueError> {
+        let bodies: Vec<String> = messages.iter().map(|(_, b)| (*b).clone()).collect();
         // Check every body before sending any: nothing is half sent for a
         // body SQS would refuse anyway.
         for (i, body) in bodies.iter().enumerate() {
@@ -128,7 +134,8 @@ impl Queue for SqsQueue {
                 });
             }
         }
-        for chunk in chunks(bodies) {
+        let mut offset = 0;
+        for chunk in chunks(&bodies) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -136,10 +143,12 @@ impl Queue for SqsQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body)
+                        .set_message_group_id(messages[offset + i].0.map(str::to_string))
                         .build()
                         .expect("id and body are set")
                 })
                 .collect();
+            offset += chunk.len();
             let out = self
                 .client
                 .send_message_batch()
@@ -153,6 +162,29 @@ impl Queue for SqsQueue {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), QueueError> {
+        let messages: Vec<(Option<&str>, &String)> = bodies.iter().map(|b| (None, b)).collect();
+        self.send_entries(queue_url, &messages).await
+    }
+
+    /// On a FIFO queue (`….fifo`) each message goes in its group; a standard
+    /// queue has no groups and gets the bodies alone.
+    async fn send_grouped(
+        &self,
+        queue_url: &str,
+        messages: &[GroupedMessage],
+    ) -> Result<(), QueueError> {
+        let fifo = queue_url.ends_with(".fifo");
+        let messages: Vec<(Option<&str>, &String)> = messages
+            .iter()
+            .map(|m| (fifo.then_some(m.group_id.as_str()), &m.body))
+            .collect();
+        self.send_entries(queue_url, &messages).await
     }
 
     async fn change_visibility(

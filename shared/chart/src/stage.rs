@@ -15,6 +15,10 @@ pub enum FetchError {
         start: chrono::NaiveDate,
         end: chrono::NaiveDate,
     },
+    /// The source answered with another symbol's chart: landing it would
+    /// put another instrument's prices under this ticker.
+    #[error("{ticker}: the chart answered is for another symbol, {symbol}; not landed")]
+    OtherSymbol { ticker: Ticker, symbol: String },
     #[error("landing the raw response of {ticker}")]
     Land {
         ticker: Ticker,
@@ -26,7 +30,7 @@ pub enum FetchError {
 impl FetchError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            FetchError::BadRange { .. } => ErrorClass::Permanent,
+            FetchError::BadRange { .. } | FetchError::OtherSymbol { .. } => ErrorClass::Permanent,
             FetchError::Land { source, .. } => source.class(),
         }
     }
@@ -79,6 +83,16 @@ pub async fn fetch_stage(
         }
         ChartContent::Series(series) => series,
     };
+    // The chart client already refuses these; this keeps any source honest.
+    if let Some(symbol) = &series.symbol
+        && !symbol.eq_ignore_ascii_case(ticker.as_str())
+    {
+        return Err(FetchError::OtherSymbol {
+            ticker: ticker.clone(),
+            symbol: symbol.clone(),
+        }
+        .into());
+    }
     let raw_key = Lake::raw_key(ticker, request.start, request.end);
     lake.store()
         .put(&raw_key, fetched.body)
@@ -88,11 +102,6 @@ pub async fn fetch_stage(
             source,
         })?;
     let bars_in_range = series.bars_in_range(request.start, request.end).len();
-    if let Some(symbol) = &series.symbol
-        && !symbol.eq_ignore_ascii_case(ticker.as_str())
-    {
-        tracing::warn!(%ticker, %symbol, "the chart API answered for another symbol");
-    }
     let next = if bars_in_range == 0 {
         tracing::info!(%ticker, start = %request.start, end = %request.end, "no bars with a close in the range");
         None

@@ -28,10 +28,10 @@ fn d(s: &str) -> NaiveDate {
 
 fn client(base_url: String, timeout_ms: u64, max_retries: u32, retry_delay_ms: u64) -> ChartClient {
     ChartClient::new(ChartClientSettings {
-        base_url,
         timeout: Duration::from_millis(timeout_ms),
         max_retries,
         retry_delay: Duration::from_millis(retry_delay_ms),
+        ..ChartClientSettings::new(base_url)
     })
     .unwrap()
 }

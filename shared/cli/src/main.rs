@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         action: WarehouseAction,
     },
+    /// Lake state administration.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Serve the bundled recordings as a local chart API (for `make invoke`).
     #[command(hide = true)]
     ServeCharts {
@@ -108,6 +113,17 @@ enum WarehouseAction {
     Migrate,
 }
 
+#[derive(Subcommand)]
+enum StateAction {
+    /// Rebuild each ticker's watermark from its curated partitions, moving
+    /// unreadable partitions to quarantine/ (the way back from corrupt state).
+    Rebuild {
+        /// Comma-separated tickers.
+        #[arg(long)]
+        tickers: String,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -126,6 +142,27 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a usage error (one line) and gives the exit status 2.
+fn usage(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mdp: {error}");
+    ExitCode::from(2)
+}
+
+/// The checks validate makes of a whole request, made before connecting.
+fn check_request(
+    event: &ScheduleEvent,
+    today: NaiveDate,
+) -> Result<(), mdp_core::validate::ValidateError> {
+    mdp_core::dates::DateRequest::from_parts(event.date, event.start, event.end, today)?;
+    if let Some(list) = &event.tickers {
+        let (valid, rejected) = mdp_core::ticker::normalise_tickers(list);
+        if valid.is_empty() {
+            return Err(mdp_core::validate::ValidateError::NoTicker(rejected));
+        }
+    }
+    Ok(())
 }
 
 fn ticker_list(raw: Option<String>) -> Result<Option<Vec<String>>, StageError> {
@@ -151,8 +188,17 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                 start,
                 end,
             };
+            // A request that plans nothing is a usage error, found before
+            // anything is connected.
+            let today = today_in_new_york();
+            if let Err(e) = check_request(&event, today) {
+                return Ok(usage(e));
+            }
             let pipeline = Pipeline::from_config(config).await?;
-            let summary = pipeline.run(&event, today_in_new_york()).await?;
+            let summary = match pipeline.run(&event, today).await {
+                Ok(summary) => summary,
+                Err(e) => return Ok(usage(e)),
+            };
             pipeline.warehouse.close().await;
             print!("{}", summary.render());
             Ok(if summary.all_succeeded() {
@@ -178,10 +224,10 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
         }
         Command::Load { tickers } => {
             let tickers = match tickers {
-                Some(raw) => Some(
-                    parse_ticker_list(&raw)
-                        .map_err(|e| StageError::permanent(format!("--tickers {raw:?}: {e}")))?,
-                ),
+                Some(raw) => match parse_ticker_list(&raw) {
+                    Ok(list) => Some(list),
+                    Err(e) => return Ok(usage(format!("--tickers {raw:?}: {e}"))),
+                },
                 None => None,
             };
             let pipeline = Pipeline::from_config(config).await?;
@@ -208,6 +254,47 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                     "the lake {} holds no curated partitions",
                     pipeline.lake.uri()
                 );
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::State {
+            action: StateAction::Rebuild { tickers },
+        } => {
+            let tickers = match parse_ticker_list(&tickers) {
+                Ok(list) => list,
+                Err(e) => return Ok(usage(format!("--tickers {tickers:?}: {e}"))),
+            };
+            let lake = mdp_pipeline::runner::open_lake(&config).await;
+            let mut failed = false;
+            for ticker in tickers {
+                match mdp_transform::rebuild_state(&lake, &ticker, mdp_transform::lake_now()).await
+                {
+                    Ok(report) => {
+                        let last = report
+                            .last_date
+                            .map_or("none (the next run backfills)".to_string(), |d| {
+                                d.to_string()
+                            });
+                        println!(
+                            "{ticker:<12} watermark rebuilt: {} rows, last date {last}",
+                            report.rows
+                        );
+                        for (key, why) in &report.quarantined {
+                            println!("{ticker:<12} quarantined {key}: {why}");
+                        }
+                        for command in report.refetch_commands(&ticker) {
+                            println!("{ticker:<12} fetch it again with: {command}");
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        println!("{ticker:<12} FAILED: {e}");
+                    }
+                }
             }
             Ok(if failed {
                 ExitCode::FAILURE

@@ -118,6 +118,14 @@ pub struct Config {
     pub api_timeout: Duration,
     pub max_retries: u32,
     pub retry_delay: Duration,
+    /// Largest chart response body read, in bytes (`MARKET_DATA_MAX_RESPONSE_BYTES`).
+    pub max_response_bytes: u64,
+    /// Most chart requests in flight at once in one process
+    /// (`MARKET_DATA_API_CONCURRENCY`), retries included.
+    pub api_concurrency: usize,
+    /// Most chart requests started per second in one process
+    /// (`MARKET_DATA_API_RATE`); `None`: no rate limit.
+    pub api_rate: Option<f64>,
     pub backfill_days: u32,
     pub lake_uri: LakeUri,
     pub parquet_compression: ParquetCompression,
@@ -160,6 +168,15 @@ pub struct Config {
 pub const DEFAULT_API_BASE_URL: &str = "https://query2.finance.yahoo.com/v8/finance/chart";
 pub const DEFAULT_LAKE_URI: &str = "file://./data";
 pub const DEFAULT_WAREHOUSE_URL: &str = "sqlite://./data/warehouse.db";
+/// `MARKET_DATA_MAX_RESPONSE_BYTES` by default: 32 MiB, far above any daily
+/// chart (20 years of bars are about 1 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
+/// The accepted range of `MARKET_DATA_MAX_RESPONSE_BYTES`.
+pub const MAX_RESPONSE_BYTES_RANGE: (u64, u64) = (1024, 1024 * 1024 * 1024);
+/// `MARKET_DATA_API_CONCURRENCY` by default: the original's API pool of 5.
+pub const DEFAULT_API_CONCURRENCY: usize = 5;
+/// The accepted range of `MARKET_DATA_API_RATE`, requests per second.
+pub const API_RATE_RANGE: (f64, f64) = (0.0001, 1000.0);
 
 impl Config {
     /// Reads the process environment.
@@ -244,6 +261,39 @@ impl Config {
         let max_retries = integer("MARKET_DATA_MAX_RETRIES", 3, 0, 20)? as u32;
         let retry_delay = seconds("MARKET_DATA_RETRY_DELAY", 5.0, true)?;
         let backfill_days = integer("MARKET_DATA_BACKFILL_DAYS", 120, 1, 36_600)? as u32;
+        let (min_bytes, max_bytes) = MAX_RESPONSE_BYTES_RANGE;
+        let max_response_bytes = integer(
+            "MARKET_DATA_MAX_RESPONSE_BYTES",
+            DEFAULT_MAX_RESPONSE_BYTES,
+            min_bytes,
+            max_bytes,
+        )?;
+        let api_concurrency = integer(
+            "MARKET_DATA_API_CONCURRENCY",
+            DEFAULT_API_CONCURRENCY as u64,
+            1,
+            100,
+        )? as usize;
+        let api_rate = match get("MARKET_DATA_API_RATE") {
+            None => None,
+            Some(v) => {
+                let (min, max) = API_RATE_RANGE;
+                let rate = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && (min..=max).contains(r))
+                    .ok_or_else(|| {
+                        fail(
+                            "MARKET_DATA_API_RATE",
+                            &v,
+                            &format!(
+                                "a number of requests per second, more than zero (fractions allowed, at least {min}), at most {max}"
+                            ),
+                        )
+                    })?;
+                Some(rate)
+            }
+        };
 
         let lake_raw = parsed("MARKET_DATA_LAKE_URI", DEFAULT_LAKE_URI)?;
         let lake_uri = lake_raw
@@ -339,6 +389,9 @@ impl Config {
             api_timeout,
             max_retries,
             retry_delay,
+            max_response_bytes,
+            api_concurrency,
+            api_rate,
             backfill_days,
             lake_uri,
             parquet_compression,
@@ -439,6 +492,9 @@ impl fmt::Debug for Config {
             api_timeout,
             max_retries,
             retry_delay,
+            max_response_bytes,
+            api_concurrency,
+            api_rate,
             backfill_days,
             lake_uri,
             parquet_compression,
@@ -468,6 +524,9 @@ impl fmt::Debug for Config {
             .field("api_timeout", api_timeout)
             .field("max_retries", max_retries)
             .field("retry_delay", retry_delay)
+            .field("max_response_bytes", max_response_bytes)
+            .field("api_concurrency", api_concurrency)
+            .field("api_rate", api_rate)
             .field("backfill_days", backfill_days)
             .field("lake_uri", lake_uri)
             .field("parquet_compression", parquet_compression)

@@ -30,7 +30,20 @@ pub enum DateRequestError {
     DateAndRange,
     #[error("start {start} is after end {end}")]
     StartAfterEnd { start: NaiveDate, end: NaiveDate },
+    #[error(
+        "{what} {date} is outside {earliest} ..= {latest} (1970-01-01 to tomorrow in New York)"
+    )]
+    OutOfRange {
+        what: &'static str,
+        date: NaiveDate,
+        earliest: NaiveDate,
+        latest: NaiveDate,
+    },
 }
+
+/// The first date a request may name: daily bars before the Unix epoch do
+/// not exist in the chart API, and timestamps before it are not planned for.
+pub const EARLIEST_DATE: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
 
 impl From<DateRequestError> for StageError {
     fn from(e: DateRequestError) -> Self {
@@ -49,6 +62,21 @@ impl DateRequest {
     ) -> Result<DateRequest, DateRequestError> {
         if date.is_some() && (start.is_some() || end.is_some()) {
             return Err(DateRequestError::DateAndRange);
+        }
+        // Tomorrow, not today: a run after midnight UTC but before midnight
+        // in New York, or an exchange a time zone ahead, may name it.
+        let latest = today.succ_opt().unwrap_or(today);
+        for (what, value) in [("date", date), ("start", start), ("end", end)] {
+            if let Some(value) = value
+                && !(EARLIEST_DATE..=latest).contains(&value)
+            {
+                return Err(DateRequestError::OutOfRange {
+                    what,
+                    date: value,
+                    earliest: EARLIEST_DATE,
+                    latest,
+                });
+            }
         }
         match (start, end) {
             (Some(start), end) => {
@@ -206,5 +234,23 @@ mod tests {
         assert!(err.to_string().contains("after end"), "{err}");
         assert!(!StageError::from(err).is_transient());
         assert!(DateRequest::from_parts(Some(today), Some(today), None, today).is_err());
+        // Dates outside 1970-01-01 ..= tomorrow are refused, whichever names them.
+        let tomorrow = today.succ_opt().unwrap();
+        assert!(DateRequest::from_parts(Some(tomorrow), None, None, today).is_ok());
+        assert!(DateRequest::from_parts(None, Some(d("1970-01-01")), None, today).is_ok());
+        for (date, start, end) in [
+            (Some(tomorrow.succ_opt().unwrap()), None, None),
+            (None, Some(d("1800-01-01")), None),
+            (None, Some(d("1969-12-31")), Some(today)),
+            (
+                None,
+                None,
+                Some(NaiveDate::from_ymd_opt(10000, 1, 1).unwrap()),
+            ),
+        ] {
+            let err = DateRequest::from_parts(date, start, end, today).unwrap_err();
+            assert!(matches!(err, DateRequestError::OutOfRange { .. }), "{err}");
+            assert!(err.to_string().contains("outside 1970-01-01"), "{err}");
+        }
     }
 }

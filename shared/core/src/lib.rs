@@ -9,6 +9,7 @@
 pub mod chart;
 pub mod config;
 pub mod connection;
+pub mod crash;
 pub mod dates;
 pub mod encoding;
 pub mod error;
@@ -24,6 +25,6 @@ pub mod validate;
 
 pub use config::Config;
 pub use error::{ErrorClass, StageError};
-pub use lake::{Lake, LocalStore, ObjectStore, StoreError, Watermark};
+pub use lake::{Lake, LocalStore, ObjectStore, StoreError, TickerLock, Watermark};
 pub use row::{CuratedRow, Indicators, InstrumentMeta};
 pub use ticker::Ticker;

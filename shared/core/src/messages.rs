@@ -60,6 +60,29 @@ pub struct LoadRequest {
     pub max_date: Option<NaiveDate>,
 }
 
+/// A message between stages: about one ticker, which is its message group.
+pub trait StageMessage: Serialize {
+    fn ticker(&self) -> &Ticker;
+}
+
+impl StageMessage for FetchRequest {
+    fn ticker(&self) -> &Ticker {
+        &self.ticker
+    }
+}
+
+impl StageMessage for TransformRequest {
+    fn ticker(&self) -> &Ticker {
+        &self.ticker
+    }
+}
+
+impl StageMessage for LoadRequest {
+    fn ticker(&self) -> &Ticker {
+        &self.ticker
+    }
+}
+
 /// A message body that can never be handled (so never retried).
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {

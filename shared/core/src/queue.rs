@@ -57,12 +57,40 @@ pub struct ServiceError(pub String);
 /// SQS caps a `SendMessageBatch` at ten entries.
 pub const MAX_BATCH: usize = 10;
 
+/// A message body with its message group: the ticker it is about. FIFO
+/// queues deliver one group in order, to one consumer at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupedMessage {
+    pub group_id: String,
+    pub body: String,
+}
+
+impl GroupedMessage {
+    pub fn new(group_id: impl Into<String>, body: impl Into<String>) -> GroupedMessage {
+        GroupedMessage {
+            group_id: group_id.into(),
+            body: body.into(),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Sends each body as one message to the queue at `queue_url`, in batches
     /// of at most [`MAX_BATCH`]. All or an error: a body that was not accepted
     /// fails the call (SQS redelivery of the caller's own message then resends).
     async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), QueueError>;
+
+    /// Sends messages with their groups. A queue without groups (standard
+    /// SQS, in memory) sends the bodies as [`Queue::send`] does.
+    async fn send_grouped(
+        &self,
+        queue_url: &str,
+        messages: &[GroupedMessage],
+    ) -> Result<(), QueueError> {
+        let bodies: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
+        self.send(queue_url, &bodies).await
+    }
 
     /// Hides a received message for `delay` before it is delivered again
     /// (the "reschedule" of a transient failure, without waiting in-process).

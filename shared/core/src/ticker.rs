@@ -13,7 +13,10 @@ pub const MAX_TICKER_LEN: usize = 12;
 pub struct Ticker(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid ticker {input:?}: a ticker is 1-12 characters of A-Z, 0-9 and . - ^ =")]
+#[error(
+    "invalid ticker {input:?}: a ticker is 1-12 characters of A-Z, 0-9 and . - ^ =, \
+     at least one of them a letter or digit"
+)]
 pub struct TickerError {
     pub input: String,
 }
@@ -26,7 +29,9 @@ impl Ticker {
         let valid_chars = normalised
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b".-^=".contains(&b));
-        if valid_len && valid_chars {
+        // `.`, `..` or `^=` alone would be a path segment or no symbol at all.
+        let has_alphanumeric = normalised.bytes().any(|b| b.is_ascii_alphanumeric());
+        if valid_len && valid_chars && has_alphanumeric {
             Ok(Ticker(normalised))
         } else {
             Err(TickerError {
@@ -104,6 +109,11 @@ mod tests {
             "MSFT/..",
             "ÄPFEL",
             "a_b",
+            // No letter or digit: `.` and `..` would change the request path.
+            ".",
+            "..",
+            "^=",
+            "-.-",
         ] {
             let err = Ticker::parse(input).unwrap_err();
             assert_eq!(err.input, input);

@@ -179,3 +179,97 @@ fn warehouse_password_is_not_repeated_in_errors() {
     );
     assert_eq!(redact_url("sqlite://./data/w.db"), "sqlite://./data/w.db");
 }
+
+#[test]
+fn response_cap_and_request_budget_default_and_parse() {
+    let c = config(&[]).unwrap();
+    assert_eq!(c.max_response_bytes, 33_554_432);
+    assert_eq!(c.api_concurrency, 5);
+    assert_eq!(c.api_rate, None);
+
+    let c = config(&[
+        ("MARKET_DATA_MAX_RESPONSE_BYTES", "1024"),
+        ("MARKET_DATA_API_CONCURRENCY", "100"),
+        ("MARKET_DATA_API_RATE", "0.5"),
+    ])
+    .unwrap();
+    assert_eq!(c.max_response_bytes, 1024);
+    assert_eq!(c.api_concurrency, 100);
+    assert_eq!(c.api_rate, Some(0.5));
+    let c = config(&[
+        ("MARKET_DATA_API_CONCURRENCY", "1"),
+        ("MARKET_DATA_API_RATE", "20"),
+    ])
+    .unwrap();
+    assert_eq!((c.api_concurrency, c.api_rate), (1, Some(20.0)));
+    // Empty counts as unset, like every variable.
+    assert_eq!(
+        config(&[("MARKET_DATA_API_RATE", " ")]).unwrap().api_rate,
+        None
+    );
+    let debug = format!("{c:?}");
+    assert!(
+        debug.contains("max_response_bytes") && debug.contains("api_rate"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn bad_response_cap_and_request_budget_name_the_variable() {
+    let cases = [
+        (
+            "MARKET_DATA_MAX_RESPONSE_BYTES",
+            "1023",
+            "whole number from 1024",
+        ),
+        (
+            "MARKET_DATA_MAX_RESPONSE_BYTES",
+            "32MiB",
+            "whole number from 1024",
+        ),
+        (
+            "MARKET_DATA_MAX_RESPONSE_BYTES",
+            "-1",
+            "whole number from 1024",
+        ),
+        (
+            "MARKET_DATA_MAX_RESPONSE_BYTES",
+            "1e9",
+            "whole number from 1024",
+        ),
+        (
+            "MARKET_DATA_MAX_RESPONSE_BYTES",
+            "99999999999999999999999",
+            "whole number from 1024",
+        ),
+        (
+            "MARKET_DATA_API_CONCURRENCY",
+            "0",
+            "whole number from 1 to 100",
+        ),
+        (
+            "MARKET_DATA_API_CONCURRENCY",
+            "101",
+            "whole number from 1 to 100",
+        ),
+        (
+            "MARKET_DATA_API_CONCURRENCY",
+            "2.5",
+            "whole number from 1 to 100",
+        ),
+        ("MARKET_DATA_API_RATE", "0", "more than zero"),
+        ("MARKET_DATA_API_RATE", "-3", "more than zero"),
+        ("MARKET_DATA_API_RATE", "NaN", "requests per second"),
+        ("MARKET_DATA_API_RATE", "inf", "requests per second"),
+        ("MARKET_DATA_API_RATE", "1e400", "requests per second"),
+        ("MARKET_DATA_API_RATE", "5/s", "requests per second"),
+        ("MARKET_DATA_API_RATE", "1e-300", "at least"),
+    ];
+    for (var, value, needle) in cases {
+        let err = config(&[(var, value)]).unwrap_err();
+        assert_eq!(err.variable, var, "{value}");
+        let line = err.to_string();
+        assert!(line.contains(var) && line.contains(needle), "{line}");
+        assert!(!line.contains('\n'));
+    }
+}

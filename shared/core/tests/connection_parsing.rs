@@ -15,7 +15,7 @@ use mdp_core::connection::{Secret, SqliteTarget, TlsMode, WarehouseConnection, W
 // TLS
 
 #[test]
-fn tls_is_off_on_loopback_and_required_elsewhere() {
+fn tls_is_off_on_loopback_and_verified_elsewhere() {
     let tls = |url: &str| server(&parse(url).unwrap()).tls;
     for url in [
         "postgres://u@127.0.0.1/x",
@@ -28,17 +28,26 @@ fn tls_is_off_on_loopback_and_required_elsewhere() {
     ] {
         assert_eq!(tls(url), TlsMode::Disable, "{url}");
     }
+    // A remote server's certificate chain and host name are verified (not
+    // merely `require`d, which accepts any certificate for any name).
     for url in [
         "postgres://u@db.example.com/x",
+        "postgres://u@mydb.abc123.eu-west-1.rds.amazonaws.com:5432/x",
         "postgres://u@10.0.0.5/x",
         "postgres://u@[2001:db8::1]/x",
         "redshift://u@cluster.abc.eu-west-1.redshift.amazonaws.com/dev",
-        // Redshift keeps TLS on loopback: a tunnel to a cluster.
+        "redshift://u@wg.123456789012.eu-west-1.redshift-serverless.amazonaws.com/dev",
+        // Redshift on loopback is a tunnel to a cluster: verified too (the
+        // URL says sslmode=require to accept the tunnel's name mismatch).
         "redshift://u@127.0.0.1/dev",
         "redshift://u@localhost/dev",
     ] {
-        assert_eq!(tls(url), TlsMode::Require, "{url}");
+        assert_eq!(tls(url), TlsMode::VerifyFull, "{url}");
     }
+    assert_eq!(
+        tls("redshift://u@127.0.0.1/dev?sslmode=require"),
+        TlsMode::Require
+    );
 }
 
 #[test]
@@ -206,16 +215,16 @@ fn to_url_names_everything_explicitly() {
     let conn = parse("postgres://etl:p%40ss@db.internal/market").unwrap();
     assert_eq!(
         conn.to_url(),
-        "postgres://etl:p%40ss@db.internal:5432/market?sslmode=require"
+        "postgres://etl:p%40ss@db.internal:5432/market?sslmode=verify-full"
     );
     assert_eq!(
         conn.redacted(),
-        "postgres://etl:***@db.internal:5432/market?sslmode=require"
+        "postgres://etl:***@db.internal:5432/market?sslmode=verify-full"
     );
     let conn = parse("redshift://u@127.0.0.1/dev").unwrap();
     assert_eq!(
         conn.to_url(),
-        "redshift://u@127.0.0.1:5439/dev?sslmode=require"
+        "redshift://u@127.0.0.1:5439/dev?sslmode=verify-full"
     );
     assert_eq!(conn.redacted(), conn.to_url());
 }
@@ -372,7 +381,7 @@ fn secret_json_builds_the_target_from_its_fields() {
             6543,
             "etl",
             Some("market"),
-            TlsMode::Require
+            TlsMode::VerifyFull
         )
     );
     let rs = WarehouseConnection::from_secret(
@@ -380,7 +389,10 @@ fn secret_json_builds_the_target_from_its_fields() {
         no_env,
     )
     .unwrap();
-    assert_eq!(rs.to_url(), "redshift://u:p@wh:5439/dev?sslmode=require");
+    assert_eq!(
+        rs.to_url(),
+        "redshift://u:p@wh:5439/dev?sslmode=verify-full"
+    );
     let pg = WarehouseConnection::from_secret(
         r#"{"engine":"aurora-postgresql","host":"::1","username":"u","password":"p"}"#,
         no_env,

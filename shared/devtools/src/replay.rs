@@ -37,6 +37,9 @@ pub enum Reply {
     /// Declares the full length, sends only the first `sent` bytes of the
     /// recorded answer, then closes (a connection cut mid-body).
     Truncated { sent: usize },
+    /// These bytes verbatim (status line, headers, body), then closes: for
+    /// responses the other replies cannot make (chunked, no length, huge).
+    Raw(Vec<u8>),
 }
 
 impl Reply {
@@ -211,6 +214,11 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<State>>) -> st
         Some(Reply::Truncated { sent }) => {
             let (status, body) = recorded();
             write_response(&mut stream, status, &[], &body, Some(sent)).await
+        }
+        Some(Reply::Raw(bytes)) => {
+            stream.write_all(&bytes).await?;
+            stream.flush().await?;
+            stream.shutdown().await
         }
         None => {
             let (status, body) = recorded();

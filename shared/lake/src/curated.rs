@@ -15,13 +15,20 @@ pub enum CuratedError {
     },
     #[error("curated partition {key} does not exist")]
     Missing { key: String },
-    #[error("curated partition {key} is not a readable curated Parquet file")]
+    #[error(
+        "curated partition {key} is not a readable curated Parquet file \
+         (`mdp state rebuild --tickers {ticker}` moves it to quarantine/ and says how to fetch it again)"
+    )]
     Decode {
         key: String,
+        ticker: String,
         #[source]
-        source: ParquetError,
+        source: Box<ParquetError>,
     },
-    #[error("{key} holds a row of {found} inside the partition of {ticker}")]
+    #[error(
+        "{key} holds a row of {found} inside the partition of {ticker} \
+         (`mdp state rebuild --tickers {ticker}` moves it to quarantine/)"
+    )]
     ForeignRow {
         key: String,
         ticker: String,
@@ -65,7 +72,8 @@ pub async fn read_partition(
         })?;
     let rows = decode_parquet(&bytes).map_err(|source| CuratedError::Decode {
         key: key.to_string(),
-        source,
+        ticker: ticker.to_string(),
+        source: Box::new(source),
     })?;
     if let Some(other) = rows.iter().find(|r| r.ticker != ticker.as_str()) {
         return Err(CuratedError::ForeignRow {

@@ -5,6 +5,7 @@
 //! waiting; a permanent failure is logged with its reason and its message sent
 //! to the stage's dead-letter queue, never retried.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
 use mdp_core::error::chain;
-use mdp_core::messages::MessageError;
-use mdp_core::queue::{Queue, QueueError};
+use mdp_core::messages::{MessageError, StageMessage};
+use mdp_core::queue::{GroupedMessage, Queue, QueueError};
 use mdp_core::{ErrorClass, StageError};
 
 /// First redelivery delay of a transient failure; doubles per receive.
@@ -74,8 +75,29 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<(), StageError>>,
 {
+    // FIFO queues (transform, load) group messages by ticker: once a record
+    // of a group fails, the later records of that group in this batch are
+    // not handled (they would overtake it) but returned for redelivery in
+    // order, as Lambda's own FIFO handling does.
+    let failed_groups: std::sync::Mutex<HashSet<String>> = Default::default();
     let outcomes: Vec<RecordOutcome> = stream::iter(event.records.iter())
-        .map(|record| handle_record(record, ctx, &handle))
+        .map(|record| {
+            let failed_groups = &failed_groups;
+            let handle = &handle;
+            async move {
+                let group = message_group(record);
+                if let Some(group) = group
+                    && lock(failed_groups).contains(group)
+                {
+                    return RecordOutcome::RetryLater(Duration::ZERO);
+                }
+                let outcome = handle_record(record, ctx, handle).await;
+                if let (Some(group), RecordOutcome::RetryLater(_)) = (group, &outcome) {
+                    lock(failed_groups).insert(group.to_string());
+                }
+                outcome
+            }
+        })
         .buffered(ctx.records_in_flight.max(1))
         .collect()
         .await;
@@ -88,6 +110,15 @@ where
         }
     }
     response
+}
+
+/// The FIFO message group of a record (none on a standard queue).
+fn message_group(record: &SqsMessage) -> Option<&str> {
+    record.attributes.get("MessageGroupId").map(String::as_str)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn handle_record<F, Fut>(record: &SqsMessage, ctx: &BatchContext, handle: &F) -> RecordOutcome
@@ -126,7 +157,16 @@ where
                 return RecordOutcome::RetryLater(Duration::ZERO);
             };
             let body = record.body.clone().unwrap_or_default();
-            match ctx.queue.send(dlq, &[body]).await {
+            let sent = match message_group(record) {
+                // A FIFO queue's dead-letter queue is FIFO too: same group.
+                Some(group) => {
+                    ctx.queue
+                        .send_grouped(dlq, &[GroupedMessage::new(group, body)])
+                        .await
+                }
+                None => ctx.queue.send(dlq, &[body]).await,
+            };
+            match sent {
                 Ok(()) => RecordOutcome::DeadLettered,
                 Err(e) => {
                     // Not lost: reported failed, it comes back and is tried again.
@@ -138,17 +178,24 @@ where
     }
 }
 
-/// Sends `messages` as JSON to `queue_url` (a stage hand-over).
-pub async fn send_messages<T: serde::Serialize>(
+/// Sends `messages` as JSON to `queue_url` (a stage hand-over), each in
+/// its ticker's message group (which a FIFO queue keeps in order and hands
+/// to one consumer at a time; a standard queue ignores it).
+pub async fn send_messages<T: StageMessage>(
     queue: &dyn Queue,
     queue_url: &str,
     messages: &[T],
 ) -> Result<(), QueueError> {
-    let bodies: Vec<String> = messages
+    let grouped: Vec<GroupedMessage> = messages
         .iter()
-        .map(|m| serde_json::to_string(m).expect("stage messages serialise"))
+        .map(|m| {
+            GroupedMessage::new(
+                m.ticker().as_str(),
+                serde_json::to_string(m).expect("stage messages serialise"),
+            )
+        })
         .collect();
-    queue.send(queue_url, &bodies).await
+    queue.send_grouped(queue_url, &grouped).await
 }
 
 #[cfg(test)]

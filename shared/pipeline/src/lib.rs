@@ -3,5 +3,7 @@
 //! drives it.
 
 pub mod runner;
+pub mod summary;
 
-pub use runner::{Pipeline, RunSummary, TickerOutcome, TickerSummary};
+pub use runner::Pipeline;
+pub use summary::{RunSummary, TickerOutcome, TickerSummary};

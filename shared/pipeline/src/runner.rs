@@ -2,21 +2,25 @@
 //! → load on its own, up to five at a time (the original's API pool size);
 //! one ticker's failure never stops the others.
 
-use std::fmt::Write as _;
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use chrono::NaiveDate;
 use mdp_chart::{ChartClient, ChartClientSettings, fetch_stage};
 use mdp_core::config::LakeUri;
 use mdp_core::messages::{FetchRequest, ScheduleEvent, new_run_id, run_started_at};
 use mdp_core::source::MarketDataSource;
-use mdp_core::ticker::TickerError;
-use mdp_core::validate::validate_stage;
+use mdp_core::validate::{ValidateError, validate_stage};
 use mdp_core::{Config, Lake, LocalStore, StageError, Ticker};
 use mdp_transform::{lake_now, transform_stage};
 use mdp_warehouse::{LoadReport, WarehouseLoader, load_stage, reload_ticker};
 use tokio::sync::Semaphore;
+
+use crate::summary::{RunSummary, TickerOutcome, TickerSummary};
 
 /// Tickers processed at the same time.
 pub const TICKER_CONCURRENCY: usize = 5;
@@ -27,121 +31,6 @@ pub struct Pipeline {
     pub lake: Lake,
     pub source: Arc<dyn MarketDataSource>,
     pub warehouse: Arc<dyn WarehouseLoader>,
-}
-
-#[derive(Debug, Clone)]
-pub enum TickerOutcome {
-    Succeeded,
-    /// The watermark already reaches the target date.
-    UpToDate,
-    Failed(StageError),
-}
-
-#[derive(Debug, Clone)]
-pub struct TickerSummary {
-    pub ticker: String,
-    pub outcome: TickerOutcome,
-    pub rows_fetched: usize,
-    pub rows_written: u64,
-    pub rows_loaded: u64,
-    pub fetch_time: Duration,
-    pub transform_time: Duration,
-    pub load_time: Duration,
-    /// The range fetched, when there was one.
-    pub range: Option<(NaiveDate, NaiveDate)>,
-}
-
-impl TickerSummary {
-    fn new(ticker: &str) -> TickerSummary {
-        TickerSummary {
-            ticker: ticker.to_string(),
-            outcome: TickerOutcome::Succeeded,
-            rows_fetched: 0,
-            rows_written: 0,
-            rows_loaded: 0,
-            fetch_time: Duration::ZERO,
-            transform_time: Duration::ZERO,
-            load_time: Duration::ZERO,
-            range: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    pub run_id: String,
-    pub validate_time: Duration,
-    pub tickers: Vec<TickerSummary>,
-    pub rejected: Vec<TickerError>,
-}
-
-impl RunSummary {
-    /// Every requested ticker was valid and succeeded (or had nothing to do).
-    pub fn all_succeeded(&self) -> bool {
-        self.rejected.is_empty()
-            && self
-                .tickers
-                .iter()
-                .all(|t| !matches!(t.outcome, TickerOutcome::Failed(_)))
-    }
-
-    /// The per-ticker table `mdp run` prints.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
-        let _ = writeln!(
-            out,
-            "run {}  (validate {} ms)",
-            self.run_id,
-            ms(self.validate_time)
-        );
-        let _ = writeln!(
-            out,
-            "{:<12} {:<10} {:<23} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
-            "ticker",
-            "status",
-            "range",
-            "fetched",
-            "written",
-            "loaded",
-            "fetch ms",
-            "xform ms",
-            "load ms"
-        );
-        for t in &self.tickers {
-            let status = match &t.outcome {
-                TickerOutcome::Succeeded => "ok",
-                TickerOutcome::UpToDate => "up-to-date",
-                TickerOutcome::Failed(_) => "FAILED",
-            };
-            let range = t
-                .range
-                .map(|(a, b)| format!("{a}..{b}"))
-                .unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                out,
-                "{:<12} {:<10} {:<23} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
-                t.ticker,
-                status,
-                range,
-                t.rows_fetched,
-                t.rows_written,
-                t.rows_loaded,
-                ms(t.fetch_time),
-                ms(t.transform_time),
-                ms(t.load_time)
-            );
-        }
-        for t in &self.tickers {
-            if let TickerOutcome::Failed(e) = &t.outcome {
-                let _ = writeln!(out, "{}: {e}", t.ticker);
-            }
-        }
-        for bad in &self.rejected {
-            let _ = writeln!(out, "rejected: {bad}");
-        }
-        out
-    }
 }
 
 /// The lake the configuration names: a local folder, or S3 (with the AWS
@@ -170,15 +59,37 @@ impl Pipeline {
     }
 
     /// One run: plan, then fetch → transform → load each ticker.
+    /// Fails only for a request that plans nothing (dates out of range,
+    /// start after end, no valid ticker): `mdp` calls that a usage error.
     pub async fn run(
         &self,
         event: &ScheduleEvent,
         today: NaiveDate,
-    ) -> Result<RunSummary, StageError> {
+    ) -> Result<RunSummary, ValidateError> {
         let run_id = new_run_id();
         let started = Instant::now();
         let plan = validate_stage(&self.lake, &self.config, event, today, &run_id).await?;
         let validate_time = started.elapsed();
+
+        // First what earlier runs left unloaded (a load that failed or was
+        // killed): loads read the lake as it is, so order does not matter.
+        let mut caught_up: HashMap<String, Result<(LoadReport, Duration), StageError>> =
+            HashMap::new();
+        for request in &plan.catch_up {
+            let clock = Instant::now();
+            let result = isolated(
+                &request.ticker,
+                load_stage(
+                    &self.lake,
+                    self.warehouse.as_ref(),
+                    request,
+                    self.config.load_strategy,
+                ),
+            )
+            .await
+            .map(|report| (report, clock.elapsed()));
+            caught_up.insert(request.ticker.to_string(), result);
+        }
 
         let limit = Arc::new(Semaphore::new(TICKER_CONCURRENCY));
         let runs = plan.fetches.iter().map(|request| {
@@ -194,6 +105,24 @@ impl Pipeline {
             s.outcome = TickerOutcome::UpToDate;
             tickers.push(s);
         }
+        for (t, e) in plan.failed {
+            let mut s = TickerSummary::new(t.as_str());
+            s.outcome = TickerOutcome::Failed(e);
+            tickers.push(s);
+        }
+        for s in &mut tickers {
+            match caught_up.remove(&s.ticker) {
+                Some(Ok((report, took))) => {
+                    s.rows_loaded += report.rows_loaded();
+                    s.load_time += took;
+                    if matches!(s.outcome, TickerOutcome::UpToDate) {
+                        s.outcome = TickerOutcome::CaughtUp;
+                    }
+                }
+                Some(Err(e)) => s.outcome = TickerOutcome::Failed(e),
+                None => {}
+            }
+        }
         Ok(RunSummary {
             run_id,
             validate_time,
@@ -205,7 +134,8 @@ impl Pipeline {
     async fn run_ticker(&self, request: &FetchRequest) -> TickerSummary {
         let mut s = TickerSummary::new(request.ticker.as_str());
         s.range = Some((request.start, request.end));
-        if let Err(e) = self.run_ticker_stages(request, &mut s).await {
+        let result = isolated(&request.ticker, self.run_ticker_stages(request, &mut s)).await;
+        if let Err(e) = result {
             tracing::error!(ticker = %request.ticker, class = %e.class, "{}", e.message());
             s.outcome = TickerOutcome::Failed(e);
         }
@@ -273,15 +203,40 @@ impl Pipeline {
         };
         let mut results = Vec::with_capacity(tickers.len());
         for ticker in tickers {
-            let result = reload_ticker(
-                &self.lake,
-                self.warehouse.as_ref(),
+            let result = isolated(
                 &ticker,
-                self.config.load_strategy,
+                reload_ticker(
+                    &self.lake,
+                    self.warehouse.as_ref(),
+                    &ticker,
+                    self.config.load_strategy,
+                ),
             )
             .await;
             results.push((ticker, result));
         }
         Ok(results)
+    }
+}
+
+/// Runs one ticker's work so that a panic inside it fails that ticker only
+/// (a bug hit by one ticker's data must not stop the others).
+async fn isolated<T>(
+    ticker: &Ticker,
+    work: impl Future<Output = Result<T, StageError>>,
+) -> Result<T, StageError> {
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            tracing::error!(%ticker, panic = %what, "the ticker's work panicked");
+            Err(StageError::permanent(format!(
+                "{ticker}: internal error (panic: {what}); the other tickers were not affected"
+            )))
+        }
     }
 }

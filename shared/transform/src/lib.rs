@@ -4,8 +4,10 @@
 
 pub mod history;
 pub mod indicators;
+pub mod repair;
 pub mod stage;
 
 pub use history::{lake_now, merge_history};
 pub use indicators::compute_indicators;
+pub use repair::{RebuildReport, rebuild_state};
 pub use stage::{TransformOutcome, transform_stage};

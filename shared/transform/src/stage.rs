@@ -50,8 +50,10 @@ pub enum TransformError {
         #[source]
         source: StoreError,
     },
-    #[error("writing the watermark")]
+    #[error("reading or writing the watermark")]
     Watermark(#[source] StoreError),
+    #[error("locking the ticker's history")]
+    Lock(#[source] StoreError),
 }
 
 impl TransformError {
@@ -63,7 +65,7 @@ impl TransformError {
                 source.class()
             }
             TransformError::History(e) => e.class(),
-            TransformError::Watermark(e) => e.class(),
+            TransformError::Watermark(e) | TransformError::Lock(e) => e.class(),
             TransformError::RawKeyElsewhere { .. }
             | TransformError::RawMissing { .. }
             | TransformError::RawUnparseable { .. }
@@ -123,9 +125,21 @@ pub async fn transform_stage(
     })?;
     let incoming = series.bars_in_range(request.start, request.end);
 
+    // One transform of a ticker at a time (in this process, and across
+    // processes sharing a local lake): the history read here is still the
+    // history when the partitions and the watermark below are written.
+    let _lock = lake
+        .lock_ticker(ticker)
+        .await
+        .map_err(TransformError::Lock)?;
+    let stored_mark = lake
+        .read_watermark(ticker)
+        .await
+        .map_err(TransformError::Watermark)?;
     let stored = read_history(lake, ticker)
         .await
         .map_err(TransformError::History)?;
+    mdp_core::crash::point("transform.after_history_read");
     let rows = merge_history(ticker.as_str(), &stored, &incoming, &series.meta, now);
     let stored_by_year = group_by_year(&stored);
     let merged_by_year = group_by_year(&rows);
@@ -160,21 +174,35 @@ pub async fn transform_stage(
                 source,
             })?;
         rows_written += owned.len() as u64;
-        written.push(key);
+        written.push((*year, key));
         to_load.insert(*year);
+        mdp_core::crash::point("transform.after_partition");
     }
 
     if let Some(last) = rows.last() {
+        let (mut generation, mut partitions) = stored_mark
+            .map(|m| (m.generation, m.partitions))
+            .unwrap_or_default();
+        if !written.is_empty() {
+            generation += 1;
+            for (year, _) in &written {
+                partitions.insert(*year, generation);
+            }
+        }
+        mdp_core::crash::point("transform.before_watermark");
         lake.write_watermark(
             ticker,
             &Watermark {
                 last_date: last.date(),
                 rows: rows.len() as u64,
                 updated_at: now,
+                generation,
+                partitions,
             },
         )
         .await
         .map_err(TransformError::Watermark)?;
+        mdp_core::crash::point("transform.after_watermark");
     }
 
     let next = (!incoming.is_empty()).then(|| {
@@ -199,7 +227,7 @@ pub async fn transform_stage(
         bars_in_range: incoming.len(),
         rows_total: rows.len() as u64,
         rows_written,
-        partitions_written: written,
+        partitions_written: written.into_iter().map(|(_, key)| key).collect(),
         next,
     })
 }

@@ -85,7 +85,22 @@ pub(crate) fn class_of_sqlstate(dialect: Dialect, code: &str) -> ErrorClass {
     }
 }
 
+/// A server certificate the client refused (wrong name, unknown issuer,
+/// expired): the same certificate is refused on every retry.
+fn refused_certificate(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Io(io) if io
+    .get_ref()
+    .and_then(|e| e.downcast_ref::<rustls::Error>())
+    .is_some_and(|e| matches!(
+        e,
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+    )))
+}
+
 pub(crate) fn class_of(dialect: Dialect, err: &sqlx::Error) -> ErrorClass {
+    if refused_certificate(err) {
+        return ErrorClass::Permanent;
+    }
     match err {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

@@ -11,14 +11,16 @@ use mdp_core::config::LoadStrategy;
 use mdp_core::{CuratedRow, Ticker};
 
 use crate::port::{
-    CuratedBatch, LoadReport, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
-    load_batch_rows,
+    CuratedBatch, LoadReport, RowSource, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
+    rows_under_lock,
 };
 
 /// Rows by (ticker, date); `migrate` creates nothing.
 #[derive(Default)]
 pub struct MemoryWarehouse {
     rows: Mutex<BTreeMap<(String, NaiveDate), CuratedRow>>,
+    /// Loads one at a time, as the databases' locks make them.
+    loads: tokio::sync::Mutex<()>,
 }
 
 impl MemoryWarehouse {
@@ -50,7 +52,14 @@ impl WarehouseLoader for MemoryWarehouse {
         batch: &CuratedBatch<'_>,
         strategy: LoadStrategy,
     ) -> Result<LoadReport, WarehouseError> {
-        load_batch_rows(self, batch, strategy).await
+        let _serial = self.loads.lock().await;
+        let what = format!("loading {} into memory", batch.ticker);
+        let Some(rows) =
+            rows_under_lock(RowSource::Lake(batch), batch.ticker, strategy, &what).await?
+        else {
+            return Ok(LoadReport::default());
+        };
+        self.apply(batch.ticker, &rows, strategy)
     }
 
     async fn close(&self) {}
@@ -64,10 +73,37 @@ impl RowWarehouse for MemoryWarehouse {
         rows: &[CuratedRow],
         strategy: LoadStrategy,
     ) -> Result<LoadReport, WarehouseError> {
+        let _serial = self.loads.lock().await;
         check_rows(ticker, rows).map_err(|why| WarehouseError::Refused {
             what: format!("loading {ticker} into memory"),
             why,
         })?;
+        self.apply(ticker, rows, strategy)
+    }
+
+    async fn read_rows(&self, ticker: Option<&Ticker>) -> Result<Vec<CuratedRow>, WarehouseError> {
+        Ok(self
+            .table()
+            .values()
+            .filter(|r| ticker.is_none_or(|t| r.ticker == t.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    async fn drop_table(&self) -> Result<(), WarehouseError> {
+        self.table().clear();
+        Ok(())
+    }
+}
+
+impl MemoryWarehouse {
+    /// Applies a checked load to a copy of the table and swaps it in whole.
+    fn apply(
+        &self,
+        ticker: &Ticker,
+        rows: &[CuratedRow],
+        strategy: LoadStrategy,
+    ) -> Result<LoadReport, WarehouseError> {
         let mut table = self.table();
         let mut next = table.clone();
         let mut report = LoadReport {
@@ -97,19 +133,5 @@ impl RowWarehouse for MemoryWarehouse {
         }
         *table = next;
         Ok(report)
-    }
-
-    async fn read_rows(&self, ticker: Option<&Ticker>) -> Result<Vec<CuratedRow>, WarehouseError> {
-        Ok(self
-            .table()
-            .values()
-            .filter(|r| ticker.is_none_or(|t| r.ticker == t.as_str()))
-            .cloned()
-            .collect())
-    }
-
-    async fn drop_table(&self) -> Result<(), WarehouseError> {
-        self.table().clear();
-        Ok(())
     }
 }

@@ -206,24 +206,53 @@ pub trait RowWarehouse: WarehouseLoader {
     async fn drop_table(&self) -> Result<(), WarehouseError>;
 }
 
-/// What a row warehouse does with a batch: read the rows, refuse to wipe a
-/// ticker with a truncate of nothing, load the rest.
-pub(crate) async fn load_batch_rows<W: RowWarehouse + ?Sized>(
-    warehouse: &W,
-    batch: &CuratedBatch<'_>,
+/// Where the rows of a row warehouse's load come from: given by the caller,
+/// or read from the lake once the load holds its lock.
+#[derive(Clone, Copy)]
+pub(crate) enum RowSource<'a> {
+    Rows(&'a [CuratedRow]),
+    Lake(&'a CuratedBatch<'a>),
+}
+
+/// The rows to load, called by an adapter once it holds its lock (so a load
+/// commits what the lake holds then, never an older read overtaking a newer
+/// load). `None`: nothing to do. A truncate of nothing read from the lake is
+/// refused (an empty lake must not wipe the ticker's rows); rows are checked
+/// by [`check_rows`].
+pub(crate) async fn rows_under_lock<'a>(
+    source: RowSource<'a>,
+    ticker: &Ticker,
     strategy: LoadStrategy,
-) -> Result<LoadReport, WarehouseError> {
-    let rows = batch
-        .read_rows()
-        .await
-        .map_err(|source| WarehouseError::Lake {
-            what: format!("reading the curated rows of {}", batch.ticker),
-            source,
-        })?;
-    if rows.is_empty() && strategy == LoadStrategy::TruncateInsert {
-        return Err(empty_truncate(batch.ticker));
+    what: &str,
+) -> Result<Option<std::borrow::Cow<'a, [CuratedRow]>>, WarehouseError> {
+    use std::borrow::Cow;
+    let rows: Cow<'a, [CuratedRow]> = match source {
+        RowSource::Rows(rows) => Cow::Borrowed(rows),
+        RowSource::Lake(batch) => {
+            Cow::Owned(
+                batch
+                    .read_rows()
+                    .await
+                    .map_err(|source| WarehouseError::Lake {
+                        what: format!("reading the curated rows of {ticker}"),
+                        source,
+                    })?,
+            )
+        }
+    };
+    if rows.is_empty() {
+        return match (strategy, source) {
+            (LoadStrategy::TruncateInsert, RowSource::Lake(_)) => Err(empty_truncate(ticker)),
+            // Given no rows, truncate_insert leaves the ticker without rows.
+            (LoadStrategy::TruncateInsert, RowSource::Rows(_)) => Ok(Some(rows)),
+            _ => Ok(None),
+        };
     }
-    warehouse.load_rows(batch.ticker, &rows, strategy).await
+    check_rows(ticker, &rows).map_err(|why| WarehouseError::Refused {
+        what: what.to_string(),
+        why,
+    })?;
+    Ok(Some(rows))
 }
 
 /// An empty lake must not wipe the warehouse's rows of the ticker.

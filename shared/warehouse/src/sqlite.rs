@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 
 use crate::errors::{Failure, Secrets};
 use crate::port::{
-    CuratedBatch, LoadReport, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
-    load_batch_rows,
+    CuratedBatch, LoadReport, RowSource, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
+    rows_under_lock,
 };
 use crate::sql::{all_columns, compared_columns, quote_ident, update_assignments};
 use crate::{TableSettings, log_load, migrate};
@@ -73,6 +73,53 @@ impl SqliteWarehouse {
         })
     }
 
+    /// One load as one `BEGIN IMMEDIATE` transaction: the database's write
+    /// lock is taken first, then the rows are read (from the lake, for a
+    /// batch), so concurrent loads of a ticker apply one after the other,
+    /// each with what the lake holds when it runs.
+    async fn load_from(
+        &self,
+        ticker: &Ticker,
+        source: RowSource<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<LoadReport, WarehouseError> {
+        let what = format!("loading {ticker} into {}", self.table);
+        let started = Instant::now();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.fail(&what)(e.into()))?;
+        let result = async {
+            let Some(rows) = rows_under_lock(source, ticker, strategy, &what).await? else {
+                return Ok(LoadReport::default());
+            };
+            let job = Job {
+                ticker: ticker.as_str(),
+                rows: &rows,
+                strategy,
+                batch_size: self.batch_size,
+            };
+            load_in(&mut tx, &self.table, &job)
+                .await
+                .map_err(self.fail(&what))
+        }
+        .await;
+        match result {
+            Ok(report) => {
+                mdp_core::crash::point("load.before_commit");
+                tx.commit().await.map_err(|e| self.fail(&what)(e.into()))?;
+                mdp_core::crash::point("load.after_commit");
+                log_load(ticker, &self.table, strategy, &report, started);
+                Ok(report)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
     fn fail(&self, what: &str) -> impl FnOnce(Failure) -> WarehouseError + '_ {
         let what = what.to_string();
         move |e| e.into_error(WarehouseKind::Sqlite, &Secrets::default(), &what)
@@ -96,7 +143,8 @@ impl WarehouseLoader for SqliteWarehouse {
         batch: &CuratedBatch<'_>,
         strategy: LoadStrategy,
     ) -> Result<LoadReport, WarehouseError> {
-        load_batch_rows(self, batch, strategy).await
+        self.load_from(batch.ticker, RowSource::Lake(batch), strategy)
+            .await
     }
 
     async fn close(&self) {
@@ -112,26 +160,13 @@ impl RowWarehouse for SqliteWarehouse {
         rows: &[CuratedRow],
         strategy: LoadStrategy,
     ) -> Result<LoadReport, WarehouseError> {
-        let what = format!("loading {ticker} into {}", self.table);
+        // Bad rows are refused before the write lock is taken.
         check_rows(ticker, rows).map_err(|why| WarehouseError::Refused {
-            what: what.clone(),
+            what: format!("loading {ticker} into {}", self.table),
             why,
         })?;
-        if rows.is_empty() && strategy != LoadStrategy::TruncateInsert {
-            return Ok(LoadReport::default());
-        }
-        let started = Instant::now();
-        let job = Job {
-            ticker: ticker.as_str(),
-            rows,
-            strategy,
-            batch_size: self.batch_size,
-        };
-        let report = load(&self.pool, &self.table, &job)
+        self.load_from(ticker, RowSource::Rows(rows), strategy)
             .await
-            .map_err(self.fail(&what))?;
-        log_load(ticker, &self.table, strategy, &report, started);
-        Ok(report)
     }
 
     async fn read_rows(&self, ticker: Option<&Ticker>) -> Result<Vec<CuratedRow>, WarehouseError> {
@@ -187,20 +222,6 @@ async fn connect(target: &SqliteTarget, pool_size: u32) -> Result<SqlitePool, Fa
 
 pub(crate) fn format_timestamp(ts: DateTime<Utc>) -> String {
     ts.format(TIMESTAMP_FORMAT).to_string()
-}
-
-async fn load(pool: &SqlitePool, table: &str, job: &Job<'_>) -> Result<LoadReport, Failure> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    match load_in(&mut tx, table, job).await {
-        Ok(report) => {
-            tx.commit().await?;
-            Ok(report)
-        }
-        Err(e) => {
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    }
 }
 
 async fn count(conn: &mut SqliteConnection, target: &str, ticker: &str) -> Result<u64, Failure> {

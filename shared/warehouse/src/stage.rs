@@ -3,6 +3,7 @@
 //! [`WarehouseLoader`]).
 
 use mdp_core::config::LoadStrategy;
+use mdp_core::lake::LoadMark;
 use mdp_core::messages::LoadRequest;
 use mdp_core::{Lake, StageError, Ticker};
 
@@ -28,7 +29,7 @@ pub async fn load_stage(
         ticker: &request.ticker,
         partitions,
     };
-    Ok(warehouse.load(&batch, strategy).await?)
+    load_and_record(&batch, warehouse, strategy).await
 }
 
 /// Loads every curated row of the ticker (`mdp load`).
@@ -43,7 +44,42 @@ pub async fn reload_ticker(
         ticker,
         partitions: Partitions::WholeTicker,
     };
-    Ok(warehouse.load(&batch, strategy).await?)
+    load_and_record(&batch, warehouse, strategy).await
+}
+
+/// Loads, then records in the lake which watermark generation the warehouse
+/// now holds (read before the load, so the record never claims more than
+/// was loaded): the next validate compares it with the watermark and plans
+/// a load of whatever a failed or killed load left out.
+async fn load_and_record(
+    batch: &CuratedBatch<'_>,
+    warehouse: &dyn WarehouseLoader,
+    strategy: LoadStrategy,
+) -> Result<LoadReport, StageError> {
+    let ticker = batch.ticker;
+    // An unreadable watermark does not stop the load; it only goes unrecorded
+    // (validate reports the watermark itself).
+    let generation = match batch.lake.read_watermark(ticker).await {
+        Ok(mark) => Some(mark.map_or(0, |m| m.generation)),
+        Err(e) => {
+            tracing::warn!(%ticker, error = %mdp_core::error::chain(&e), "watermark unreadable: the load is not recorded");
+            None
+        }
+    };
+    let report = warehouse.load(batch, strategy).await?;
+    mdp_core::crash::point("load.before_record");
+    if let Some(generation) = generation {
+        let mark = LoadMark {
+            generation,
+            loaded_at: chrono::Utc::now(),
+        };
+        batch
+            .lake
+            .write_load_mark(ticker, &mark)
+            .await
+            .map_err(|e| StageError::from(e).context(format!("recording the load of {ticker}")))?;
+    }
+    Ok(report)
 }
 
 /// The partition keys, checked to be curated partitions of `ticker`, oldest

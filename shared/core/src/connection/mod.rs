@@ -282,7 +282,7 @@ fn trimmed(lookup: impl Fn(&str) -> Option<String>, name: &str) -> Option<String
 
 /// The one place TLS to a server is chosen: an explicit `sslmode` in the
 /// URL wins; else `PGSSLMODE` when the environment sets it; else
-/// [`default_tls`].
+/// [`default_tls`] (`verify-full`, or `disable` for a local Postgres).
 fn choose_tls(
     explicit: Option<TlsMode>,
     kind: WarehouseKind,
@@ -305,14 +305,24 @@ fn choose_tls(
 }
 
 /// TLS when neither the URL nor `PGSSLMODE` says: none to a Postgres on
-/// loopback or a Unix socket (a local server, where TLS only costs),
-/// required everywhere else. Redshift keeps it required on loopback too (an
-/// SSH tunnel or port forward to a cluster).
+/// loopback or a Unix socket (a local server, where TLS only costs);
+/// everywhere else `verify-full`: the certificate must chain to a trusted
+/// root (the built-in webpki roots, plus `sslrootcert` /
+/// `WAREHOUSE_SSL_ROOT_CERT`) and name the host, so the password never goes
+/// to a server that merely answers TLS (`require` accepts any certificate).
+///
+/// Redshift is `verify-full` on loopback too: a loopback Redshift is an SSH
+/// tunnel or port forward to a cluster, the password still crosses the
+/// network, and nothing local proves the tunnel's far end is the cluster.
+/// The cluster's certificate does not name `localhost`, so such a tunnel
+/// fails the name check: connect to the cluster's own name resolved to the
+/// tunnel (a hosts entry) to keep the check, or say `sslmode=require` in the
+/// URL — the user's explicit choice, never a default.
 fn default_tls(kind: WarehouseKind, host: &str) -> TlsMode {
     if kind == WarehouseKind::Postgres && is_local(host) {
         TlsMode::Disable
     } else {
-        TlsMode::Require
+        TlsMode::VerifyFull
     }
 }
 

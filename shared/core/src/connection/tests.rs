@@ -6,7 +6,7 @@ use super::url::checked_host;
 use super::*;
 
 #[test]
-fn default_tls_is_off_only_for_a_local_postgres() {
+fn default_tls_is_off_for_a_local_postgres_and_verify_full_elsewhere() {
     use WarehouseKind::{Postgres, Redshift};
     for host in [
         "127.0.0.1",
@@ -18,16 +18,20 @@ fn default_tls_is_off_only_for_a_local_postgres() {
         "/var/run/postgresql",
     ] {
         assert_eq!(default_tls(Postgres, host), TlsMode::Disable, "{host}");
-        assert_eq!(default_tls(Redshift, host), TlsMode::Require, "{host}");
+        // A loopback Redshift is a tunnel to a cluster: verified like any other.
+        assert_eq!(default_tls(Redshift, host), TlsMode::VerifyFull, "{host}");
     }
     for host in [
         "db.example.com",
+        "mydb.abc123.eu-west-1.rds.amazonaws.com",
         "10.0.0.5",
         "2001:db8::1",
         "localhost.example.com",
         "0.0.0.0",
     ] {
-        assert_eq!(default_tls(Postgres, host), TlsMode::Require, "{host}");
+        // Never `require`: it accepts any certificate, for any name.
+        assert_eq!(default_tls(Postgres, host), TlsMode::VerifyFull, "{host}");
+        assert_eq!(default_tls(Redshift, host), TlsMode::VerifyFull, "{host}");
     }
 }
 
@@ -54,6 +58,24 @@ fn choose_tls_prefers_the_url_then_pgsslmode_then_the_default() {
     assert_eq!(
         choose_tls(None, pg, "localhost", &env(None)),
         Ok(TlsMode::Disable)
+    );
+    assert_eq!(
+        choose_tls(None, pg, "db.example.com", &env(None)),
+        Ok(TlsMode::VerifyFull)
+    );
+    // PGSSLMODE can still lower it, for every host.
+    assert_eq!(
+        choose_tls(None, pg, "db.example.com", &env(Some("require"))),
+        Ok(TlsMode::Require)
+    );
+    assert_eq!(
+        choose_tls(
+            None,
+            WarehouseKind::Redshift,
+            "127.0.0.1",
+            &env(Some("require"))
+        ),
+        Ok(TlsMode::Require)
     );
     let err = choose_tls(None, pg, "db", &env(Some("sometimes"))).unwrap_err();
     assert_eq!(err.variable(), Some(PGSSLMODE));

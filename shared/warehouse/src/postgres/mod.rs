@@ -22,7 +22,6 @@
 
 mod copy;
 
-use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -36,8 +35,8 @@ use sqlx::{AssertSqlSafe, Connection, PgPool, Row};
 
 use crate::errors::{Failure, Secrets};
 use crate::port::{
-    CuratedBatch, LoadReport, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
-    empty_truncate,
+    CuratedBatch, LoadReport, RowSource, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
+    rows_under_lock,
 };
 use crate::sql::{all_columns, compared_columns, quote_ident, update_assignments};
 use crate::{TableSettings, log_load, migrate};
@@ -54,14 +53,6 @@ pub struct PostgresWarehouse {
     description: String,
 }
 
-/// Where a load's rows come from: given, or read from the lake once the
-/// load holds its lock.
-#[derive(Clone, Copy)]
-enum Source<'a> {
-    Rows(&'a [CuratedRow]),
-    Lake(&'a CuratedBatch<'a>),
-}
-
 impl PostgresWarehouse {
     /// Connects to a Postgres server (one direct connection first, so an
     /// unreachable server is a transient error here).
@@ -69,6 +60,7 @@ impl PostgresWarehouse {
         target: &ServerTarget,
         settings: &TableSettings,
     ) -> Result<Self, WarehouseError> {
+        check_ssl_root_cert(target)?;
         let connection = WarehouseConnection::Server(target.clone());
         let secrets = Secrets::of(&connection);
         let redacted = connection.redacted();
@@ -105,7 +97,7 @@ impl PostgresWarehouse {
     async fn load_from(
         &self,
         ticker: &Ticker,
-        source: Source<'_>,
+        source: RowSource<'_>,
         strategy: LoadStrategy,
     ) -> Result<LoadReport, WarehouseError> {
         let what = format!("loading {ticker} into {}", self.qualified_name());
@@ -120,31 +112,9 @@ impl PostgresWarehouse {
             lock_ticker(&mut tx, &target, ticker.as_str())
                 .await
                 .map_err(self.fail(what.clone()))?;
-            // Read after the lock: a load commits what the lake holds now,
-            // never an older read overtaking a newer load.
-            let rows: Cow<'_, [CuratedRow]> =
-                match source {
-                    Source::Rows(rows) => Cow::Borrowed(rows),
-                    Source::Lake(batch) => {
-                        Cow::Owned(batch.read_rows().await.map_err(|source| {
-                            WarehouseError::Lake {
-                                what: format!("reading the curated rows of {ticker}"),
-                                source,
-                            }
-                        })?)
-                    }
-                };
-            if rows.is_empty() && strategy == LoadStrategy::TruncateInsert {
-                if matches!(source, Source::Lake(_)) {
-                    return Err(empty_truncate(ticker));
-                }
-            } else if rows.is_empty() {
+            let Some(rows) = rows_under_lock(source, ticker, strategy, &what).await? else {
                 return Ok(LoadReport::default());
-            }
-            check_rows(ticker, &rows).map_err(|why| WarehouseError::Refused {
-                what: what.clone(),
-                why,
-            })?;
+            };
             let job = Job {
                 ticker: ticker.as_str(),
                 rows: &rows,
@@ -158,7 +128,9 @@ impl PostgresWarehouse {
         .await;
         match result {
             Ok(report) => {
+                mdp_core::crash::point("load.before_commit");
                 tx.commit().await.map_err(|e| self.fail(what)(e.into()))?;
+                mdp_core::crash::point("load.after_commit");
                 log_load(ticker, &self.qualified_name(), strategy, &report, started);
                 Ok(report)
             }
@@ -197,7 +169,7 @@ impl WarehouseLoader for PostgresWarehouse {
         batch: &CuratedBatch<'_>,
         strategy: LoadStrategy,
     ) -> Result<LoadReport, WarehouseError> {
-        self.load_from(batch.ticker, Source::Lake(batch), strategy)
+        self.load_from(batch.ticker, RowSource::Lake(batch), strategy)
             .await
     }
 
@@ -222,7 +194,8 @@ impl RowWarehouse for PostgresWarehouse {
         if rows.is_empty() && strategy != LoadStrategy::TruncateInsert {
             return Ok(LoadReport::default());
         }
-        self.load_from(ticker, Source::Rows(rows), strategy).await
+        self.load_from(ticker, RowSource::Rows(rows), strategy)
+            .await
     }
 
     async fn read_rows(&self, ticker: Option<&Ticker>) -> Result<Vec<CuratedRow>, WarehouseError> {
@@ -263,6 +236,20 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The staging table of a load: temporary, dropped at commit or rollback.
 const STAGE: &str = "pg_temp.\"mdp_stage_market_data\"";
+
+/// A CA bundle that cannot be read would fail every connect the same way:
+/// a permanent configuration error naming the file, found before connecting.
+pub(crate) fn check_ssl_root_cert(target: &ServerTarget) -> Result<(), WarehouseError> {
+    match &target.ssl_root_cert {
+        Some(path) => std::fs::metadata(path).map(drop).map_err(|e| {
+            WarehouseError::Config(format!(
+                "the CA bundle {} (sslrootcert / WAREHOUSE_SSL_ROOT_CERT) cannot be read: {e}",
+                path.display()
+            ))
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Connection options built from the target's fields (never from a URL
 /// string: the one parser is `mdp_core::connection`, which also chose TLS).

@@ -59,6 +59,7 @@ impl RedshiftWarehouse {
         iam_role: &str,
         settings: &TableSettings,
     ) -> Result<Self, WarehouseError> {
+        postgres::check_ssl_root_cert(target)?;
         let connection = WarehouseConnection::Server(target.clone());
         let secrets = Secrets::of(&connection);
         let redacted = connection.redacted();

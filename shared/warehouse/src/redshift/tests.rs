@@ -257,7 +257,7 @@ fn connect_options_for_redshift() {
     assert_eq!(o.get_username(), "etl");
     assert_eq!(o.get_database(), Some("dev"));
     assert_eq!(o.get_application_name(), Some("mdp-warehouse"));
-    assert!(matches!(o.get_ssl_mode(), PgSslMode::Require));
+    assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull));
     // No accessor for these: Debug shows them (never log options: it shows the password too).
     let debug = format!("{o:?}");
     assert!(
@@ -290,8 +290,8 @@ fn connect_options_for_redshift() {
         6000
     );
     let local = options_of("redshift://u@127.0.0.1/dev").unwrap();
-    // Unlike postgres://, TLS stays required on loopback (an SSH tunnel to a cluster).
-    assert!(matches!(local.get_ssl_mode(), PgSslMode::Require));
+    // Unlike postgres://, TLS is verified on loopback too (a tunnel to a cluster).
+    assert!(matches!(local.get_ssl_mode(), PgSslMode::VerifyFull));
     let disabled = options_of("redshift://u@host/dev?sslmode=disable").unwrap();
     assert!(matches!(disabled.get_ssl_mode(), PgSslMode::Disable));
     // A postgres:// URL is a Postgres target: it never reaches this adapter.

@@ -1,0 +1,105 @@
+//! The lake's state objects: the watermark the transform writes after its
+//! partitions (`state/ticker=X.json`), and the load mark the load writes
+//! after the warehouse commit (`state/loaded/ticker=X.json`). Comparing the
+//! two tells which partitions the warehouse has not loaded yet, so a failed
+//! or killed load is caught up by the next run instead of being forgotten.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Lake, StoreError};
+use crate::ticker::Ticker;
+
+/// A ticker's watermark: `state/ticker=X.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The last date with a curated row.
+    pub last_date: NaiveDate,
+    /// All curated rows of the ticker.
+    pub rows: u64,
+    pub updated_at: DateTime<Utc>,
+    /// Counts the transforms that rewrote at least one partition (0 for a
+    /// watermark written before generations existed).
+    #[serde(default)]
+    pub generation: u64,
+    /// The generation that last rewrote each year's partition.
+    #[serde(default)]
+    pub partitions: BTreeMap<i32, u64>,
+}
+
+impl Watermark {
+    /// The years rewritten after generation `loaded`, oldest first: what a
+    /// warehouse that loaded up to `loaded` is missing.
+    pub fn years_after(&self, loaded: u64) -> Vec<i32> {
+        self.partitions
+            .iter()
+            .filter(|(_, generation)| **generation > loaded)
+            .map(|(year, _)| *year)
+            .collect()
+    }
+}
+
+/// What the warehouse has loaded of a ticker: `state/loaded/ticker=X.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadMark {
+    /// The watermark generation the last successful load had read: every
+    /// partition rewritten up to it is in the warehouse.
+    pub generation: u64,
+    pub loaded_at: DateTime<Utc>,
+}
+
+impl Lake {
+    pub fn load_mark_key(ticker: &Ticker) -> String {
+        format!("state/loaded/ticker={}.json", ticker.partition_value())
+    }
+
+    pub async fn read_watermark(&self, ticker: &Ticker) -> Result<Option<Watermark>, StoreError> {
+        self.read_state(Self::state_key(ticker), "watermark").await
+    }
+
+    pub async fn write_watermark(
+        &self,
+        ticker: &Ticker,
+        mark: &Watermark,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(mark).expect("a watermark serialises");
+        self.store().put(&Self::state_key(ticker), bytes).await
+    }
+
+    pub async fn read_load_mark(&self, ticker: &Ticker) -> Result<Option<LoadMark>, StoreError> {
+        self.read_state(Self::load_mark_key(ticker), "load mark")
+            .await
+    }
+
+    /// Records a load; a mark never moves backwards (loads of one ticker can
+    /// finish out of order).
+    pub async fn write_load_mark(
+        &self,
+        ticker: &Ticker,
+        mark: &LoadMark,
+    ) -> Result<(), StoreError> {
+        if let Ok(Some(stored)) = self.read_load_mark(ticker).await
+            && stored.generation > mark.generation
+        {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(mark).expect("a load mark serialises");
+        self.store().put(&Self::load_mark_key(ticker), bytes).await
+    }
+
+    async fn read_state<T: DeserializeOwned>(
+        &self,
+        key: String,
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.store().get(&key).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt { key, what, source }),
+        }
+    }
+}
