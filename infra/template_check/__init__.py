@@ -6,10 +6,13 @@ The modules:
 - cfn: paths, loading, the SAM transform, cfn-lint, the intrinsic helpers
   (resolve, referenced, as_list), the problem collector check() and the
   Context every check receives.
-- expected: FUNCTIONS, the per-function expectations the other modules share.
+- expected: FUNCTIONS and QUEUES, the per-function (environment, event source,
+  exact IAM grants) and per-queue (FIFO or standard) expectations the other
+  modules share.
 - functions: functions, queues and event source mappings, the schedule and
   the stack outputs.
-- security: the lake bucket's protection and the IAM policies.
+- security: the lake bucket's protection and the IAM roles (one per
+  function, no managed policy, exactly the grants of expected.FUNCTIONS).
 - files: local files the template names, workspace members, sample events.
 - run: main(), which runs the checks of CHECKS in order and prints the result.
 

@@ -46,7 +46,7 @@ class Context:
     cfn: dict[str, Any]  # the translated template; {} if the transform failed
     warnings: list[str] = field(default_factory=list)  # cfn-lint warnings
     schedule: str | None = None  # logical id of the schedule (check_schedule)
-    sqs_poller_policy: list[str] = field(default_factory=list)  # functions given it (check_iam)
+    roles: dict[str, str] = field(default_factory=dict)  # function -> its execution role (check_iam)
     pending: list[str] = field(default_factory=list)  # function crates not written yet (check_files)
     events: int = 0  # sample events read (check_events)
 
@@ -54,10 +54,31 @@ class Context:
     def res(self) -> dict[str, Any]:
         return self.cfn["Resources"]
 
+    def conditions(self, params: dict[str, Any] | None = None) -> dict[str, bool]:
+        """The template's conditions with these parameter values (the
+        defaults when None)."""
+        return evaluate_conditions(self.cfn or self.sam, self.params if params is None else params)
+
+    def resolve(self, node: Any, params: dict[str, Any] | None = None) -> Any:
+        """resolve() with these parameter values (the defaults when None) and
+        the conditions they make true."""
+        params = self.params if params is None else params
+        return resolve(node, params, self.conditions(params))
+
 
 # ------------------------------------------------------------ intrinsics
 class Unresolvable(Exception):
     pass
+
+
+class _NoValue:
+    """Ref AWS::NoValue: the property or list item is removed."""
+
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE = _NoValue()
 
 
 PSEUDO = {
@@ -69,15 +90,27 @@ PSEUDO = {
 }
 
 
-def resolve(node: Any, params: dict[str, Any]) -> Any:
+def resolve(node: Any, params: dict[str, Any], conditions: dict[str, bool] | None = None) -> Any:
     """Evaluates the intrinsics the template uses, with parameter values;
-    a resource stands for "<Name>" (Ref) or "<Name.Attr>" (GetAtt)."""
+    a resource stands for "<Name>" (Ref) or "<Name.Attr>" (GetAtt). Fn::If
+    needs the values of the conditions (Context.conditions()); a property or
+    list item that is Ref AWS::NoValue is dropped (NO_VALUE at the top)."""
     if isinstance(node, list):
-        return [resolve(v, params) for v in node]
+        items = [resolve(v, params, conditions) for v in node]
+        return [v for v in items if v is not NO_VALUE]
     if not isinstance(node, dict):
         return node
     if len(node) == 1:
         (key, arg), = node.items()
+        if key == "Fn::If":
+            if conditions is None:
+                raise Unresolvable("Fn::If without the values of the conditions")
+            name, then, otherwise = arg
+            if name not in conditions:
+                raise Unresolvable(f"Fn::If on an unknown condition {name}")
+            return resolve(then if conditions[name] else otherwise, params, conditions)
+        if key == "Ref" and arg == "AWS::NoValue":
+            return NO_VALUE
         if key == "Ref":
             if arg in params:
                 return params[arg]
@@ -89,17 +122,17 @@ def resolve(node: Any, params: dict[str, Any]) -> Any:
             return f"<{name}.{attr}>"
         if key == "Fn::Join":
             sep, items = arg
-            items = resolve(items, params)
+            items = resolve(items, params, conditions)
             return str(sep).join(str(i) for i in items)
         if key == "Fn::Split":
             sep, value = arg
-            return str(resolve(value, params)).split(sep)
+            return str(resolve(value, params, conditions)).split(sep)
         if key == "Fn::Select":
             index, items = arg
-            return resolve(items, params)[int(resolve(index, params))]
+            return resolve(items, params, conditions)[int(resolve(index, params, conditions))]
         if key == "Fn::Sub":
             text, names = (arg, {}) if isinstance(arg, str) else arg
-            names = {k: resolve(v, params) for k, v in names.items()}
+            names = {k: resolve(v, params, conditions) for k, v in names.items()}
 
             def sub(m: re.Match[str]) -> str:
                 inner = m.group(1)
@@ -116,7 +149,43 @@ def resolve(node: Any, params: dict[str, Any]) -> Any:
             return re.sub(r"\$\{([^}]+)\}", sub, text)
         if key.startswith("Fn::") or key == "Condition":
             raise Unresolvable(key)
-    return {k: resolve(v, params) for k, v in node.items()}
+    out = {k: resolve(v, params, conditions) for k, v in node.items()}
+    return {k: v for k, v in out.items() if v is not NO_VALUE}
+
+
+def evaluate_conditions(template: dict[str, Any], params: dict[str, Any]) -> dict[str, bool]:
+    """The value of every condition of the template's Conditions section
+    (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition) with these parameter
+    values."""
+    defs = template.get("Conditions") or {}
+    done: dict[str, bool] = {}
+
+    def value(node: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Condition":
+                return named(arg, stack)
+            if key == "Fn::Equals":
+                a, b = (value(v, stack) for v in arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not value(arg[0], stack)
+            if key == "Fn::And":
+                return all(value(v, stack) for v in arg)
+            if key == "Fn::Or":
+                return any(value(v, stack) for v in arg)
+        return resolve(node, params)
+
+    def named(name: str, stack: tuple[str, ...] = ()) -> bool:
+        if name in stack or name not in defs:
+            raise Unresolvable(f"condition {name}")
+        if name not in done:
+            done[name] = bool(value(defs[name], stack + (name,)))
+        return done[name]
+
+    for name in defs:
+        named(name)
+    return done
 
 
 def referenced(node: Any) -> set[str]:

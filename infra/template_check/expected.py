@@ -1,48 +1,122 @@
-"""What the template must declare for each function, shared by every module.
+"""What the template must declare for each function and queue, shared by
+every module.
 
-One table, so a function added to the pipeline is described once: its crate
-and binary, timeout, the queue it consumes, and what its IAM role may reach.
-The functions, security and files checks all read it.
+One table per kind, so a function or queue added to the pipeline is described
+once: a function's crate and binary, timeout, the queue it consumes, its
+environment, and exactly what its IAM role may reach; a queue's type. The
+functions, security and files checks all read them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# The four functions: crate/binary, timeout (s), the queue they consume, the
-# queues they may send to, and the lake prefixes they may write.
+# The lake is s3://BUCKET/lake: every S3 grant is under this key prefix.
+LAKE_PREFIX = "lake"
+
+# Receives per message before the dead-letter queue (every queue's redrive);
+# with MARKET_DATA_MAX_RETRIES in-process retries, a ticker's fetch message
+# makes at most (retries + 1) x MAX_RECEIVES chart requests.
+MAX_RECEIVES = 5
+
+# The SQS actions a function needs on the queue it consumes: the event source
+# mapping polls with the function's role (receive, delete, attributes) and
+# the function delays a transient failure (change visibility).
+CONSUMER_ACTIONS = frozenset(
+    {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+)
+# Besides its stack resources, every role may write its own log group and
+# send X-Ray traces (Tracing: Active; X-Ray has no resource-level permissions).
+LOG_ACTIONS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})
+TRACE_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
+
+# The queues: FIFO ones are grouped by ticker (MessageGroupId) so that the
+# messages of one ticker are handled one at a time, in order, across
+# invocations; their dead-letter queues are FIFO as well. The consuming
+# function's DLQ is the queue's logical id with Queue replaced by DLQ.
+QUEUES: dict[str, dict[str, Any]] = {
+    "FetchQueue": {"fifo": False},
+    "TransformQueue": {"fifo": True},
+    "LoadQueue": {"fifo": True},
+}
+
+# The four functions:
+# - binary, timeout (s), log group, the queue consumed ("source") and the
+#   event source mapping's BatchSize ("batch");
+# - env: variables (besides the common ones of functions.COMMON_ENV) and
+#   their values with the parameters' defaults ("<X>": Ref X); unset: the
+#   variables that must be absent with the defaults;
+# - IAM, exactly: send (queues it may SendMessage to), get/put (lake key
+#   patterns under LAKE_PREFIX for s3:GetObject/s3:PutObject), list (the
+#   s3:prefix values s3:ListBucket is limited to), secret (GetSecretValue on
+#   WarehouseSecretArn). The source queue gets CONSUMER_ACTIONS.
 FUNCTIONS: dict[str, dict[str, Any]] = {
     "ValidateFunction": {
         "binary": "validate",
         "timeout": 60,
+        "log_group": "ValidateLogGroup",
         "source": None,
-        "send": {"FetchQueue"},
+        "batch": None,
+        # Fetches go to the fetch queue; loads of tickers whose warehouse is
+        # behind the lake go straight to the load queue.
+        "env": {"FETCH_QUEUE_URL": "<FetchQueue>", "LOAD_QUEUE_URL": "<LoadQueue>"},
+        "unset": set(),
+        "send": {"FetchQueue", "LoadQueue"},
+        "get": {"lake/state/*"},
         "put": set(),
+        "list": {"lake/state/*"},
         "secret": False,
     },
     "FetchFunction": {
         "binary": "fetch",
         "timeout": 300,
+        "log_group": "FetchLogGroup",
         "source": "FetchQueue",
+        # One record per invocation: the function handles its records one at
+        # a time, so a larger batch could outlast the timeout.
+        "batch": 1,
+        # One chart request in flight per function: the deployment holds at
+        # most FetchMaxConcurrency.
+        "env": {"MARKET_DATA_API_CONCURRENCY": "1", "TRANSFORM_QUEUE_URL": "<TransformQueue>", "FETCH_DLQ_URL": "<FetchDLQ>"},
+        "unset": {"MARKET_DATA_API_RATE"},
         "send": {"TransformQueue", "FetchDLQ"},
-        "put": {"lake/raw/"},
+        "get": set(),
+        "put": {"lake/raw/*"},
+        "list": set(),
         "secret": False,
     },
     "TransformFunction": {
         "binary": "transform",
         "timeout": 120,
+        "log_group": "TransformLogGroup",
         "source": "TransformQueue",
+        "batch": 10,
+        "env": {"LOAD_QUEUE_URL": "<LoadQueue>", "TRANSFORM_DLQ_URL": "<TransformDLQ>"},
+        "unset": set(),
         "send": {"LoadQueue", "TransformDLQ"},
-        "put": {"lake/curated/", "lake/state/"},
+        "get": {"lake/raw/*", "lake/curated/*", "lake/state/*"},
+        "put": {"lake/curated/*", "lake/state/*"},
+        "list": {"lake/curated/*", "lake/state/*"},
         "secret": False,
     },
     "LoadFunction": {
         "binary": "load",
         "timeout": 300,
+        "log_group": "LoadLogGroup",
         "source": "LoadQueue",
+        "batch": 10,
+        "env": {
+            "WAREHOUSE_LOAD_STRATEGY": "upsert",
+            "WAREHOUSE_BATCH_SIZE": "1000",
+            "WAREHOUSE_SECRET_ARN": "<WarehouseSecretArn>",
+            "LOAD_DLQ_URL": "<LoadDLQ>",
+        },
+        "unset": {"WAREHOUSE_SSL_ROOT_CERT"},
         "send": {"LoadDLQ"},
-        "put": set(),
+        "get": {"lake/curated/*", "lake/state/*"},
+        # The load mark, after each successful load.
+        "put": {"lake/state/loaded/*"},
+        "list": {"lake/curated/*"},
         "secret": True,
     },
 }
-LAKE_PREFIX = "lake"

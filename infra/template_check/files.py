@@ -16,8 +16,8 @@ import json
 import re
 import tomllib
 
-from .cfn import EVENTS, ROOT, Context, check
-from .expected import FUNCTIONS
+from .cfn import EVENTS, ROOT, Context, Unresolvable, check, resolve
+from .expected import FUNCTIONS, QUEUES
 
 
 def check_files(ctx: Context) -> None:
@@ -76,9 +76,27 @@ STAGE_FIELDS = {
 }
 
 
+def source_arn_pattern(ctx: Context, queue: str) -> re.Pattern[str]:
+    """The eventSourceARN of a record from `queue`, for any stack name: with
+    its QueueName when the template names it (FIFO queues must), else a
+    CloudFormation-generated name, which holds the logical id."""
+    props = ((ctx.sam.get("Resources") or {}).get(queue) or {}).get("Properties") or {}
+    name = re.escape(queue) + r"[A-Za-z0-9-]*"
+    if "QueueName" in props:
+        marker = "\x00"
+        try:
+            text = str(resolve(props["QueueName"], dict(ctx.params, **{"AWS::StackName": marker})))
+            name = r"[A-Za-z][A-Za-z0-9-]*".join(re.escape(part) for part in text.split(marker))
+        except Unresolvable:
+            pass
+    return re.compile(r"arn:aws:sqs:[a-z0-9-]+:\d{12}:(?:[A-Za-z0-9_-]*-)?" + name)
+
+
 def check_events(ctx: Context) -> None:
-    """The sample events of `sam local invoke` follow DESIGN.md sections 3-4.
-    Records in ctx.events how many were read."""
+    """The sample events of `sam local invoke` follow DESIGN.md sections 3-4,
+    and the records of FIFO queues carry what SQS adds to them (the ticker as
+    MessageGroupId, the body's SHA-256 as content-based deduplication id, a
+    sequence number). Records in ctx.events how many were read."""
     count = 0
     date = re.compile(r"\d{4}-\d{2}-\d{2}")
     path = EVENTS / "validate.json"
@@ -104,8 +122,11 @@ def check_events(ctx: Context) -> None:
                 check(key in rec, f"events/{file}: record has no {key}")
             check(rec.get("eventSource") == "aws:sqs", f"events/{file}: eventSource is not aws:sqs")
             queue = FUNCTIONS[fn]["source"]
-            check(str(rec.get("eventSourceARN", "")).endswith(queue) and rec["eventSourceARN"].startswith("arn:aws:sqs:"), f"events/{file}: eventSourceARN is not a {queue}")
-            check(str((rec.get("attributes") or {}).get("ApproximateReceiveCount", "")).isdigit(), f"events/{file}: no ApproximateReceiveCount")
+            fifo = QUEUES[queue]["fifo"]
+            arn = str(rec.get("eventSourceARN", ""))
+            check(source_arn_pattern(ctx, queue).fullmatch(arn), f"events/{file}: eventSourceARN {arn!r} is not a {queue} of the template")
+            attributes = rec.get("attributes") or {}
+            check(str(attributes.get("ApproximateReceiveCount", "")).isdigit(), f"events/{file}: no ApproximateReceiveCount")
             body = str(rec.get("body", ""))
             check(rec.get("md5OfBody") == hashlib.md5(body.encode()).hexdigest(), f"events/{file}: md5OfBody does not match the body")
             try:
@@ -113,6 +134,21 @@ def check_events(ctx: Context) -> None:
             except json.JSONDecodeError as e:
                 check(False, f"events/{file}: body is not JSON: {e}")
                 continue
+            if fifo:
+                check(
+                    isinstance(msg, dict) and attributes.get("MessageGroupId") == msg.get("ticker"),
+                    f"events/{file}: MessageGroupId {attributes.get('MessageGroupId')!r} is not the ticker of the body ({queue} is FIFO, grouped by ticker)",
+                )
+                check(
+                    attributes.get("MessageDeduplicationId") == hashlib.sha256(body.encode()).hexdigest(),
+                    f"events/{file}: MessageDeduplicationId is not the SHA-256 of the body (content-based deduplication)",
+                )
+                check(str(attributes.get("SequenceNumber", "")).isdigit(), f"events/{file}: no SequenceNumber (a FIFO record has one)")
+            else:
+                check(
+                    not {"MessageGroupId", "MessageDeduplicationId", "SequenceNumber"} & set(attributes),
+                    f"events/{file}: FIFO attributes on a record of the standard queue {queue}",
+                )
             check(set(msg) == fields, f"events/{file}: body fields {sorted(msg)}, expected {sorted(fields)}")
             check(msg.get("v") == 1, f"events/{file}: body has no \"v\": 1")
             for k in ("start", "end", "min_date", "max_date"):

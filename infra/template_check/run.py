@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from .cfn import Context, check, lint, load_template, problems, sam_transform
 from .files import check_events, check_files
-from .functions import check_functions, check_outputs, check_queues_and_mappings, check_schedule
+from .functions import check_functions, check_optional_settings, check_outputs, check_queues_and_mappings, check_schedule
 from .security import check_bucket, check_iam
 
 Check = Callable[[Context], None]
@@ -23,6 +23,7 @@ Check = Callable[[Context], None]
 # Run on the translated CloudFormation, only when the SAM transform succeeded.
 TRANSLATED_CHECKS: list[Check] = [
     check_functions,
+    check_optional_settings,
     check_queues_and_mappings,
     check_schedule,
     check_bucket,
@@ -66,14 +67,10 @@ def main() -> int:
         f"template check OK ({elapsed:.1f}s; aws-sam-translator {samtranslator.__version__}, cfn-lint {cfnlint_version}): "
         f"{len(cfn['Resources'])} resources after the SAM transform "
         f"({counts.get('AWS::Lambda::Function', 0)} functions, {counts.get('AWS::SQS::Queue', 0)} queues, "
-        f"{counts.get('AWS::Lambda::EventSourceMapping', 0)} event source mappings, schedule {ctx.schedule}); "
+        f"{counts.get('AWS::Lambda::EventSourceMapping', 0)} event source mappings, schedule {ctx.schedule}, "
+        f"{len(set(ctx.roles.values()))} function roles with no managed policy); "
         f"cfn-lint: 0 errors, {len(ctx.warnings)} warnings; {ctx.events} sample events"
     )
     if ctx.pending:
         print(f"note: function crates not written yet (build will need them): {', '.join(ctx.pending)}")
-    if ctx.sqs_poller_policy:
-        print(
-            "note: SAM's SQS event attaches the AWS managed policy AWSLambdaSQSQueueExecutionRole "
-            f"(ReceiveMessage/DeleteMessage/GetQueueAttributes on any queue) to {', '.join(ctx.sqs_poller_policy)}"
-        )
     return 0
