@@ -43,8 +43,18 @@ async fn chained_functions_match_the_one_process_run() {
     );
     // Curated Parquet read from S3 equals the filesystem run, value for value.
     let part = "curated/market_data/ticker=NVDA/year=2021/part-0.parquet";
-    let from_s3 = decode_parquet(&stack.s3_object(&format!("lake/{part}")).await).unwrap();
-    let from_fs = decode_parquet(&std::fs::read(reference.lake_dir().join(part)).unwrap()).unwrap();
+    let ticker = part
+        .split("ticker=")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(mdp_core::encoding::percent_decode)
+        .unwrap();
+    let from_s3 = decode_parquet(&stack.s3_object(&format!("lake/{part}")).await, &ticker).unwrap();
+    let from_fs = decode_parquet(
+        &std::fs::read(reference.lake_dir().join(part)).unwrap(),
+        &ticker,
+    )
+    .unwrap();
     assert_same_values(&from_s3, &from_fs);
     let s3_rows = lake_rows(&stack.validate.lake, &tickers).await;
     // MSFT and NVDA: 252 sessions less the 19 of January 2022; BTC-USD: the

@@ -341,3 +341,63 @@ async fn reload_rebuilds_an_empty_warehouse_from_the_lake() {
     );
     reloading.warehouse.close().await;
 }
+
+/// A source that panics for one ticker (a bug met by that ticker's data)
+/// and asks the real chart client for the others.
+struct PanicsFor {
+    ticker: &'static str,
+    real: std::sync::Arc<dyn mdp_core::source::MarketDataSource>,
+}
+
+#[async_trait::async_trait]
+impl mdp_core::source::MarketDataSource for PanicsFor {
+    async fn fetch_daily(
+        &self,
+        ticker: &mdp_core::Ticker,
+        start: chrono::NaiveDate,
+        end: chrono::NaiveDate,
+    ) -> Result<mdp_core::source::ChartFetch, mdp_core::StageError> {
+        if ticker.as_str() == self.ticker {
+            panic!("unexpected data for {ticker}");
+        }
+        self.real.fetch_daily(ticker, start, end).await
+    }
+}
+
+/// A panic inside one ticker's work fails that ticker only: the others
+/// complete and the run reports the failure.
+#[tokio::test]
+async fn a_panic_in_one_ticker_never_stops_the_others() {
+    let server = recorded_server().await;
+    let scratch = Scratch::new(&server, Store::Sqlite);
+    let mut pipeline = scratch.pipeline().await;
+    pipeline.source = std::sync::Arc::new(PanicsFor {
+        ticker: "NVDA",
+        real: pipeline.source.clone(),
+    });
+    let event = ScheduleEvent {
+        tickers: Some(vec!["MSFT".into(), "NVDA".into()]),
+        start: Some(d("2021-02-01")),
+        end: Some(d("2021-02-26")),
+        ..ScheduleEvent::default()
+    };
+    let summary = pipeline.run(&event, d("2025-01-02")).await.unwrap();
+    let outcome = |t: &str| {
+        summary
+            .tickers
+            .iter()
+            .find(|s| s.ticker == t)
+            .map(|s| s.outcome.clone())
+            .unwrap()
+    };
+    assert!(matches!(outcome("MSFT"), TickerOutcome::Succeeded));
+    match outcome("NVDA") {
+        TickerOutcome::Failed(e) => {
+            assert!(!e.is_transient() && e.message().contains("panic"), "{e}")
+        }
+        other => panic!("NVDA: {other:?}"),
+    }
+    assert!(!summary.all_succeeded());
+    assert_eq!(warehouse_rows(&pipeline.config, None).await.len(), 19);
+    pipeline.warehouse.close().await;
+}

@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
+    /// Lake administration.
+    Lake {
+        #[command(subcommand)]
+        action: LakeAction,
+    },
     /// Serve the bundled recordings as a local chart API (for `make invoke`).
     #[command(hide = true)]
     ServeCharts {
@@ -111,6 +116,17 @@ enum Command {
 enum WarehouseAction {
     /// Create or upgrade the warehouse schema.
     Migrate,
+}
+
+#[derive(Subcommand)]
+enum LakeAction {
+    /// Rewrite curated files of the earlier layout (with a ticker column)
+    /// in the current one; values unchanged, idempotent.
+    Migrate {
+        /// Comma-separated tickers (default: every ticker in the lake).
+        #[arg(long)]
+        tickers: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -290,6 +306,37 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                             println!("{ticker:<12} fetch it again with: {command}");
                         }
                     }
+                    Err(e) => {
+                        failed = true;
+                        println!("{ticker:<12} FAILED: {e}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Lake {
+            action: LakeAction::Migrate { tickers },
+        } => {
+            let lake = mdp_pipeline::runner::open_lake(&config).await;
+            let tickers = match tickers {
+                Some(raw) => match parse_ticker_list(&raw) {
+                    Ok(list) => list,
+                    Err(e) => return Ok(usage(format!("--tickers {raw:?}: {e}"))),
+                },
+                None => lake.curated_tickers().await?,
+            };
+            let mut failed = false;
+            for ticker in tickers {
+                match mdp_lake::migrate_layout(&lake, &ticker, config.parquet_compression).await {
+                    Ok(report) => println!(
+                        "{ticker:<12} rewrote {} partitions, {} already in the current layout",
+                        report.rewritten.len(),
+                        report.unchanged
+                    ),
                     Err(e) => {
                         failed = true;
                         println!("{ticker:<12} FAILED: {e}");

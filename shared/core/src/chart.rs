@@ -125,8 +125,17 @@ pub enum ExchangeZone {
     Offset(FixedOffset),
 }
 
+/// The timestamps a daily bar may have: from 1970 to the year 9999. Beyond
+/// them chrono's time zone arithmetic overflows (and panics near its own
+/// limits); no market data is there.
+const BAR_TIMESTAMPS: std::ops::RangeInclusive<i64> = -86_400..=253_402_300_799;
+
 impl ExchangeZone {
+    /// The calendar date of a timestamp in this zone; `None` outside 1970..=9999.
     pub fn local_date(&self, epoch_seconds: i64) -> Option<NaiveDate> {
+        if !BAR_TIMESTAMPS.contains(&epoch_seconds) {
+            return None;
+        }
         let utc = DateTime::<Utc>::from_timestamp(epoch_seconds, 0)?;
         Some(match self {
             ExchangeZone::Named(tz) => utc.with_timezone(tz).date_naive(),

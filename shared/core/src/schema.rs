@@ -49,6 +49,9 @@ pub struct Column {
     pub ty: ColumnType,
     pub nullable: bool,
     pub role: Role,
+    /// A Hive partition key of the lake: its value is in the path
+    /// (`ticker=AAPL/`), not in the curated files (DESIGN.md section 4).
+    pub partition: bool,
 }
 
 impl Column {
@@ -70,6 +73,7 @@ const fn col(name: &'static str, ty: ColumnType, nullable: bool, role: Role) -> 
         ty,
         nullable,
         role,
+        partition: false,
     }
 }
 
@@ -90,7 +94,10 @@ pub const WIDTH: usize = 32;
 
 /// The curated row, in contract order (DESIGN.md section 6).
 pub const MARKET_DATA: [Column; WIDTH] = [
-    col("ticker", ColumnType::Ticker, false, Role::Key),
+    Column {
+        partition: true,
+        ..col("ticker", ColumnType::Ticker, false, Role::Key)
+    },
     col("date", ColumnType::Date, false, Role::Key),
     price("open"),
     price("high"),
@@ -151,6 +158,11 @@ pub const INDICATOR_COLUMNS: [&str; INDICATOR_COUNT] = {
     }
     names
 };
+
+/// The columns a curated Parquet file holds: all but the partition keys.
+pub fn file_columns() -> impl Iterator<Item = &'static Column> {
+    MARKET_DATA.iter().filter(|c| !c.partition)
+}
 
 /// Columns a load compares to decide whether a stored row changed.
 pub fn compared_columns() -> impl Iterator<Item = &'static Column> {

@@ -70,7 +70,7 @@ pub async fn read_partition(
         .ok_or_else(|| CuratedError::Missing {
             key: key.to_string(),
         })?;
-    let rows = decode_parquet(&bytes).map_err(|source| CuratedError::Decode {
+    let rows = decode_parquet(&bytes, ticker.as_str()).map_err(|source| CuratedError::Decode {
         key: key.to_string(),
         ticker: ticker.to_string(),
         source: Box::new(source),

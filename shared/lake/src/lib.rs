@@ -5,7 +5,9 @@
 //! through it, so neither depends on the other.
 
 mod curated;
+mod layout;
 mod parquet;
 
 pub use curated::{CuratedError, read_history, read_partition, read_partitions};
+pub use layout::{LayoutReport, migrate_layout};
 pub use parquet::{ParquetError, decode_parquet, encode_parquet, frame_to_rows, rows_to_frame};

@@ -1,15 +1,24 @@
-//! Curated rows ↔ Parquet, one column per column of `mdp_core::schema`, in
-//! its order and with the Parquet type its [`ColumnType`] maps to: DATE for
-//! dates, INT64 for integers, DOUBLE for floats, UTF8 for text and UTC
-//! microsecond timestamps.
+//! Curated rows ↔ Parquet, one column per column of `mdp_core::schema` but
+//! the partition keys (their values are in the path, Hive style, so a reader
+//! of the folder gets them with no conflict), in schema order and with the
+//! Parquet type its [`ColumnType`] maps to: DATE for dates, INT64 for
+//! integers, DOUBLE for floats, UTF8 for text and UTC microsecond
+//! timestamps. The embedded Arrow schema says plain `string` (polars would
+//! write `string_view`, which pyarrow cannot merge with a partition field
+//! and older readers do not know), and every column chunk carries min/max
+//! statistics, so readers prune by date. Files of the earlier layout, which
+//! also held the ticker, are read too.
 
 use std::io::Cursor;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use mdp_core::CuratedRow;
 use mdp_core::config::ParquetCompression;
-use mdp_core::schema::{self, ColumnType, MARKET_DATA, OwnedValue, SchemaError, Value, WIDTH};
+use mdp_core::schema::{
+    self, ColumnType, MARKET_DATA, OwnedValue, SchemaError, Value, WIDTH, file_columns,
+};
 use polars::prelude::*;
+use polars_parquet::write::{StatisticsOptions, schema_to_metadata_key};
 
 const UNIX_EPOCH_DAY: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
 
@@ -60,12 +69,33 @@ fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - UNIX_EPOCH_DAY).num_days() as i32
 }
 
-/// The curated frame: one column per schema column, in schema order.
+/// The Arrow schema embedded in the files: the file columns with plain
+/// Arrow types (`string`, `date32`, `double`, `int64`, `timestamp[us, UTC]`).
+fn file_arrow_schema() -> ArrowSchema {
+    file_columns()
+        .map(|column| {
+            let dtype = match column.ty {
+                ColumnType::Ticker | ColumnType::Text => ArrowDataType::Utf8,
+                ColumnType::Date => ArrowDataType::Date32,
+                ColumnType::Float => ArrowDataType::Float64,
+                ColumnType::Int => ArrowDataType::Int64,
+                ColumnType::Timestamp => {
+                    ArrowDataType::Timestamp(ArrowTimeUnit::Microsecond, Some("UTC".into()))
+                }
+            };
+            let name: PlSmallStr = column.name.into();
+            (name.clone(), ArrowField::new(name, dtype, column.nullable))
+        })
+        .collect()
+}
+
+/// The curated frame: one column per file column, in schema order.
 pub fn rows_to_frame(rows: &[CuratedRow]) -> PolarsResult<DataFrame> {
     let values: Vec<[Value<'_>; WIDTH]> = rows.iter().map(CuratedRow::values).collect();
     let columns = MARKET_DATA
         .iter()
         .enumerate()
+        .filter(|(_, column)| !column.partition)
         .map(|(i, column)| {
             let name: PlSmallStr = column.name.into();
             let cells = values.iter().map(|row| row[i]);
@@ -135,20 +165,25 @@ pub fn encode_parquet(
         ParquetCompression::None => polars::prelude::ParquetCompression::Uncompressed,
     };
     let mut buf = Vec::new();
+    // Our own `ARROW:schema` entry replaces the one polars would write.
+    let arrow_schema = schema_to_metadata_key(&file_arrow_schema());
     ParquetWriter::new(&mut buf)
         .with_compression(codec)
+        .with_statistics(StatisticsOptions::full())
+        .with_key_value_metadata(Some(KeyValueMetadata::Static(vec![arrow_schema])))
         .finish(&mut frame)
         .map_err(ParquetError::Encode)?;
     Ok(buf)
 }
 
-/// Decodes a curated Parquet file written by [`encode_parquet`] (or any file
-/// with the schema's columns and types).
-pub fn decode_parquet(bytes: &[u8]) -> Result<Vec<CuratedRow>, ParquetError> {
+/// Decodes a curated Parquet file of `ticker`'s partition, written by
+/// [`encode_parquet`] (or any file with the schema's file columns and
+/// types); a file of the earlier layout brings its own ticker column.
+pub fn decode_parquet(bytes: &[u8], ticker: &str) -> Result<Vec<CuratedRow>, ParquetError> {
     let frame = ParquetReader::new(Cursor::new(bytes))
         .finish()
         .map_err(ParquetError::Decode)?;
-    frame_to_rows(&frame)
+    frame_to_rows(&frame, ticker)
 }
 
 /// One column of a frame, read as its schema type.
@@ -188,12 +223,20 @@ fn read_column(frame: &DataFrame, column: &'static schema::Column) -> Result<Cel
     })
 }
 
-/// The rows of a curated frame (columns found by name, so their order in
-/// the file does not matter).
-pub fn frame_to_rows(frame: &DataFrame) -> Result<Vec<CuratedRow>, ParquetError> {
+/// The rows of a curated frame of `ticker`'s partition (columns found by
+/// name, so their order in the file does not matter; a partition key the
+/// file does not hold is taken from the partition).
+pub fn frame_to_rows(frame: &DataFrame, ticker: &str) -> Result<Vec<CuratedRow>, ParquetError> {
+    let height = frame.height();
     let columns: Vec<Cells> = MARKET_DATA
         .iter()
-        .map(|c| read_column(frame, c))
+        .map(|c| {
+            if c.partition && frame.column(c.name).is_err() {
+                Ok(Cells::Text(vec![Some(ticker.to_string()); height]))
+            } else {
+                read_column(frame, c)
+            }
+        })
         .collect::<Result<_, _>>()?;
     (0..frame.height())
         .map(|row| {

@@ -47,8 +47,10 @@ fn the_frame_has_the_schema_columns_and_types_in_order() {
         .iter()
         .map(|n| n.as_str())
         .collect();
-    assert_eq!(names, COLUMNS);
-    for column in MARKET_DATA.iter() {
+    // Every column but the partition key, whose value is in the path.
+    assert_eq!(names, &COLUMNS[1..]);
+    assert!(MARKET_DATA[0].partition && MARKET_DATA[0].name == "ticker");
+    for column in MARKET_DATA.iter().skip(1) {
         let series = frame.column(column.name).unwrap();
         let ok = match column.ty {
             ColumnType::Ticker | ColumnType::Text => series.dtype() == &DataType::String,
@@ -70,7 +72,7 @@ fn every_codec_reads_back_bit_for_bit() {
         ParquetCompression::Gzip,
         ParquetCompression::None,
     ] {
-        let back = decode_parquet(&encode_parquet(&original, codec).unwrap()).unwrap();
+        let back = decode_parquet(&encode_parquet(&original, codec).unwrap(), "^GSPC").unwrap();
         assert_eq!(back, original, "{codec:?}");
         for (a, b) in back.iter().zip(&original) {
             assert!(a.same_values(b), "{codec:?}");
@@ -78,22 +80,61 @@ fn every_codec_reads_back_bit_for_bit() {
         }
     }
     assert!(
-        decode_parquet(&encode_parquet(&[], ParquetCompression::Snappy).unwrap())
-            .unwrap()
-            .is_empty()
+        decode_parquet(
+            &encode_parquet(&[], ParquetCompression::Snappy).unwrap(),
+            "^GSPC"
+        )
+        .unwrap()
+        .is_empty()
     );
+}
+
+#[test]
+fn files_of_the_earlier_layout_with_a_ticker_column_still_read() {
+    let original = rows(3);
+    let mut frame = rows_to_frame(&original).unwrap();
+    let ticker = polars::prelude::Column::new("ticker".into(), vec!["^GSPC"; 3]);
+    frame.insert_column(0, ticker).unwrap();
+    let mut buf = Vec::new();
+    polars::prelude::ParquetWriter::new(&mut buf)
+        .finish(&mut frame)
+        .unwrap();
+    // The file's own ticker wins...
+    assert_eq!(decode_parquet(&buf, "^GSPC").unwrap(), original);
+    let back = decode_parquet(&buf, "OTHER").unwrap();
+    assert!(back.iter().all(|r| r.ticker == "^GSPC"));
+
+    // ...and a partition holding another ticker's rows is never read as its own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = mdp_core::Lake::new(std::sync::Arc::new(mdp_core::LocalStore::new(dir.path())));
+    let msft = mdp_core::Ticker::parse("MSFT").unwrap();
+    let key = mdp_core::Lake::curated_key(&msft, 2023);
+    runtime.block_on(async {
+        lake.store().put(&key, buf).await.unwrap();
+        let err = mdp_lake::read_partition(&lake, &msft, &key)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("holds a row of ^GSPC"), "{err}");
+        assert_eq!(err.class(), mdp_core::ErrorClass::Permanent);
+    });
 }
 
 #[test]
 fn files_that_are_not_curated_partitions_are_refused_by_name() {
     assert!(matches!(
-        decode_parquet(b"not parquet at all"),
+        decode_parquet(b"not parquet at all", "^GSPC"),
         Err(ParquetError::Decode(_))
     ));
     let bytes = encode_parquet(&rows(3), ParquetCompression::Snappy).unwrap();
     // Truncated files: an error, never a panic.
     for cut in [0, 4, bytes.len() / 2, bytes.len() - 1] {
-        assert!(decode_parquet(&bytes[..cut]).is_err(), "cut at {cut}");
+        assert!(
+            decode_parquet(&bytes[..cut], "^GSPC").is_err(),
+            "cut at {cut}"
+        );
     }
     // A file without the volume column names it.
     let mut frame = rows_to_frame(&rows(2)).unwrap().drop("volume").unwrap();
@@ -101,7 +142,7 @@ fn files_that_are_not_curated_partitions_are_refused_by_name() {
     polars::prelude::ParquetWriter::new(&mut buf)
         .finish(&mut frame)
         .unwrap();
-    let err = decode_parquet(&buf).unwrap_err();
+    let err = decode_parquet(&buf, "^GSPC").unwrap_err();
     assert!(
         matches!(
             err,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 use mdp_core::error::chain;
 use mdp_core::messages::{MessageError, StageMessage};
@@ -129,7 +130,25 @@ where
     let id = record.message_id.as_deref().unwrap_or("");
     let count = receive_count(record);
     let result = match &record.body {
-        Some(body) => handle(body.clone()).await,
+        // A panic (a bug met by this message's data) fails this record only,
+        // for good: the same bytes would panic again; the dead letter keeps
+        // the message for a redrive once the bug is fixed.
+        Some(body) => match std::panic::AssertUnwindSafe(handle(body.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                Err(StageError::permanent(format!(
+                    "internal error (panic: {what})"
+                )))
+            }
+        },
         None => Err(MessageError::NoBody.into()),
     };
     let error = match result {
@@ -262,6 +281,81 @@ mod tests {
                 Duration::from_secs(120)
             )]
         );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_record_is_dead_lettered_and_its_neighbours_complete() {
+        let queue = Arc::new(InMemoryQueue::new());
+        let ctx = BatchContext {
+            queue: queue.clone(),
+            source_queue_url: "q-src".into(),
+            dead_letter_queue_url: Some("q-dlq".into()),
+            records_in_flight: 1,
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("a", "fine", 1),
+            record("b", "boom", 1),
+            record("c", "fine", 1),
+        ];
+        let done = std::sync::Mutex::new(Vec::new());
+        let response = handle_batch(event, &ctx, |body| {
+            let done = &done;
+            async move {
+                if body == "boom" {
+                    panic!("bad data");
+                }
+                done.lock().unwrap().push(body);
+                Ok(())
+            }
+        })
+        .await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(done.lock().unwrap().len(), 2);
+        assert_eq!(queue.drain("q-dlq"), ["boom"]);
+    }
+
+    #[tokio::test]
+    async fn after_a_failure_a_fifo_group_waits_and_other_groups_go_on() {
+        let queue = Arc::new(InMemoryQueue::new());
+        let ctx = BatchContext {
+            queue: queue.clone(),
+            source_queue_url: "q.fifo".into(),
+            dead_letter_queue_url: Some("dlq.fifo".into()),
+            records_in_flight: 1,
+        };
+        let grouped = |id: &str, body: &str, group: &str| {
+            let mut r = record(id, body, 1);
+            r.attributes.insert("MessageGroupId".into(), group.into());
+            r
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            grouped("1", "retry", "MSFT"),
+            grouped("2", "fine", "AAPL"),
+            grouped("3", "fine", "MSFT"),
+            grouped("4", "fine", "AAPL"),
+        ];
+        let handled = std::sync::Mutex::new(Vec::new());
+        let response = handle_batch(event, &ctx, |body| {
+            let handled = &handled;
+            async move {
+                handled.lock().unwrap().push(body.clone());
+                match body.as_str() {
+                    "retry" => Err(StageError::transient("HTTP 503")),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        // MSFT's second message is not handled before its first: both return.
+        assert_eq!(failed, ["1", "3"]);
+        assert_eq!(*handled.lock().unwrap(), ["retry", "fine", "fine"]);
     }
 
     #[tokio::test]

@@ -151,15 +151,6 @@ async fn foreign_missing_and_empty_inputs_are_refused_permanently() {
     assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert!(err.to_string().contains(&missing), "{err}");
 
-    // A partition holding another ticker's rows is never loaded.
-    let smuggled = Lake::curated_key(&msft, 2023);
-    let bytes = mdp_lake::encode_parquet(&rows("AAPL", 0, 2), ParquetCompression::Snappy).unwrap();
-    lake.store().put(&smuggled, bytes).await.unwrap();
-    let err = load_stage(&lake, &wh, &request(&msft, vec![smuggled]), Upsert)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("holds a row of AAPL"), "{err}");
-
     // An empty lake never wipes the warehouse.
     let empty = Lake::new(Arc::new(LocalStore::new(dir.path().join("none"))));
     let err = reload_ticker(&empty, &wh, &msft, TruncateInsert)

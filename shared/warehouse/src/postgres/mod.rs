@@ -292,12 +292,25 @@ fn ssl_mode(tls: TlsMode) -> PgSslMode {
     }
 }
 
+/// Makes ring the process's TLS crypto provider, once. The functions link
+/// rustls with two providers (ring for sqlx, aws-lc-rs for reqwest and the
+/// AWS SDK); with both, rustls cannot pick one by itself, and verifying a
+/// server against a CA bundle (`sslrootcert`) would panic at connect.
+fn ensure_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error only means another part of the process installed one first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A lazy pool on `options`, after one direct connection proves the
 /// warehouse reachable (Postgres and Redshift).
 pub(crate) async fn connect_with(
     options: PgConnectOptions,
     pool_size: u32,
 ) -> Result<PgPool, Failure> {
+    ensure_tls_provider();
     // One direct connection first: the pool would retry a refused connection
     // until its timeout and then report only "pool timed out".
     let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))

@@ -5,12 +5,15 @@
 //! The statements, in one transaction:
 //! 1. `LOCK` the target: a second delivery of the same load waits, then
 //!    finds its work done (instead of a serialization abort).
-//! 2. `CREATE TEMP TABLE "mdp_stage" (LIKE target)`: same columns, keys and
-//!    distribution, so the merge joins are collocated.
-//! 3. One `COPY "mdp_stage" (<columns in file order>) FROM 's3://…' IAM_ROLE
-//!    '…' FORMAT AS PARQUET` per partition (truncate_insert: one COPY of the
-//!    ticker's prefix). A columnar COPY maps columns by position; naming them
-//!    makes the mapping explicit.
+//! 2. `CREATE TEMP TABLE "mdp_stage" (…)`: every column of the schema, the
+//!    partition key `ticker` with the load's ticker as its DEFAULT — the
+//!    curated files do not hold it (its value is in their path).
+//! 3. One `COPY "mdp_stage" (<the file columns, in file order>) FROM 's3://…'
+//!    IAM_ROLE '…' FORMAT AS PARQUET` per partition (truncate_insert: one
+//!    COPY of the ticker's prefix). A columnar COPY maps columns by position;
+//!    naming them makes the mapping explicit, and `ticker` takes its default.
+//!    Files of the earlier layout (which held the ticker) must be rewritten
+//!    first: `mdp lake migrate`.
 //! 4. A check of the staged rows: all of the ticker, one per date (MERGE
 //!    needs each target row to match at most one source row).
 //! 5. The strategy: upsert drops the staged rows identical to their stored
@@ -24,7 +27,9 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use crate::errors::Failure;
 use crate::port::LoadReport;
-use crate::sql::{all_columns, literal, quote_ident, update_assignments};
+use mdp_core::schema::ColumnType;
+
+use crate::sql::{all_columns, column_list, literal, quote_ident, update_assignments};
 
 /// The staging table of a load: a session temporary table, named without a
 /// schema (Redshift has no `pg_temp.` qualifier; temporary tables come first
@@ -61,6 +66,29 @@ pub(crate) struct Statement {
     pub sql: String,
 }
 
+/// The staging table's columns, from the schema: the target's types (text
+/// as wide as Redshift allows, the merge narrows), NOT NULL where the schema
+/// forbids NULL, and the ticker, which the files do not hold, as a default.
+fn stage_definitions(ticker: &str) -> String {
+    mdp_core::schema::MARKET_DATA
+        .iter()
+        .map(|c| {
+            let ty = match c.ty {
+                ColumnType::Text => "VARCHAR(65535)",
+                other => crate::postgres::pg_type(other),
+            };
+            let not_null = if c.nullable { "" } else { " NOT NULL" };
+            let default = if c.partition {
+                format!(" DEFAULT {}", literal(ticker))
+            } else {
+                String::new()
+            };
+            format!("{} {ty}{not_null}{default}", quote_ident(c.name))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The `IAM_ROLE` clause: `default` (the cluster's default role) or a quoted ARN (chain).
 fn iam_role_clause(role: &str) -> String {
     if role.eq_ignore_ascii_case("default") {
@@ -86,6 +114,7 @@ pub(crate) fn load_statements(
     let t = quote_ident(table);
     let cols = all_columns("");
     let stage_cols = all_columns(&format!("{STAGE}."));
+    let file_cols = column_list(mdp_core::schema::file_columns(), "");
     let same_key =
         format!("{t}.\"ticker\" = {STAGE}.\"ticker\" AND {t}.\"date\" = {STAGE}.\"date\"");
     let absent = format!("NOT EXISTS (SELECT 1 FROM {target} WHERE {same_key})");
@@ -95,14 +124,14 @@ pub(crate) fn load_statements(
         st(Step::Lock, format!("LOCK {target}")),
         st(
             Step::CreateStage,
-            format!("CREATE TEMP TABLE {STAGE} (LIKE {target})"),
+            format!("CREATE TEMP TABLE {STAGE} ({})", stage_definitions(ticker)),
         ),
     ];
     for uri in s3_uris {
         out.push(st(
             Step::CopyFromS3,
             format!(
-                "COPY {STAGE} ({cols}) FROM {} {} FORMAT AS PARQUET",
+                "COPY {STAGE} ({file_cols}) FROM {} {} FORMAT AS PARQUET",
                 literal(uri),
                 iam_role_clause(iam_role)
             ),

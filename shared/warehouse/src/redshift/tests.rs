@@ -28,6 +28,29 @@ const COLS: &str = "\"ticker\", \"date\", \"open\", \"high\", \"low\", \"close\"
     \"fifty_two_week_high\", \"fifty_two_week_low\", \"long_name\", \"short_name\", \
     \"created_at\", \"updated_at\"";
 
+/// The curated files' columns: all but the ticker (in the path).
+const FILE_COLS: &str = "\"date\", \"open\", \"high\", \"low\", \"close\", \"adj_close\", \"volume\", \
+    \"sma_7\", \"sma_14\", \"sma_20\", \"ema_12\", \"macd\", \"macd_signal\", \"macd_histogram\", \"rsi\", \
+    \"bb_upper\", \"bb_middle\", \"bb_lower\", \"volatility_20d\", \"daily_return\", \"daily_return_pct\", \
+    \"currency\", \"exchange\", \"instrument_type\", \"regular_market_price\", \
+    \"fifty_two_week_high\", \"fifty_two_week_low\", \"long_name\", \"short_name\", \
+    \"created_at\", \"updated_at\"";
+
+/// The staging table of a load of AAPL, written out by hand.
+const STAGE_DEFINITIONS: &str = "\"ticker\" VARCHAR(16) NOT NULL DEFAULT 'AAPL', \
+    \"date\" DATE NOT NULL, \"open\" DOUBLE PRECISION, \"high\" DOUBLE PRECISION, \
+    \"low\" DOUBLE PRECISION, \"close\" DOUBLE PRECISION NOT NULL, \"adj_close\" DOUBLE PRECISION, \
+    \"volume\" BIGINT, \"sma_7\" DOUBLE PRECISION, \"sma_14\" DOUBLE PRECISION, \
+    \"sma_20\" DOUBLE PRECISION, \"ema_12\" DOUBLE PRECISION, \"macd\" DOUBLE PRECISION, \
+    \"macd_signal\" DOUBLE PRECISION, \"macd_histogram\" DOUBLE PRECISION, \"rsi\" DOUBLE PRECISION, \
+    \"bb_upper\" DOUBLE PRECISION, \"bb_middle\" DOUBLE PRECISION, \"bb_lower\" DOUBLE PRECISION, \
+    \"volatility_20d\" DOUBLE PRECISION, \"daily_return\" DOUBLE PRECISION, \
+    \"daily_return_pct\" DOUBLE PRECISION, \"currency\" VARCHAR(65535), \"exchange\" VARCHAR(65535), \
+    \"instrument_type\" VARCHAR(65535), \"regular_market_price\" DOUBLE PRECISION, \
+    \"fifty_two_week_high\" DOUBLE PRECISION, \"fifty_two_week_low\" DOUBLE PRECISION, \
+    \"long_name\" VARCHAR(65535), \"short_name\" VARCHAR(65535), \
+    \"created_at\" TIMESTAMPTZ NOT NULL, \"updated_at\" TIMESTAMPTZ NOT NULL";
+
 fn uris() -> Vec<String> {
     vec![
         "s3://lake-bucket/prod/curated/market_data/ticker=AAPL/year=2024/part-0.parquet".into(),
@@ -38,11 +61,11 @@ fn uris() -> Vec<String> {
 fn head(copies: &[String]) -> Vec<String> {
     let mut v = vec![
         "LOCK \"public\".\"fact_market_data\"".to_string(),
-        "CREATE TEMP TABLE \"mdp_stage\" (LIKE \"public\".\"fact_market_data\")".to_string(),
+        format!("CREATE TEMP TABLE \"mdp_stage\" ({STAGE_DEFINITIONS})"),
     ];
     for uri in copies {
         v.push(format!(
-            "COPY \"mdp_stage\" ({COLS}) FROM '{uri}' IAM_ROLE '{ROLE}' FORMAT AS PARQUET"
+            "COPY \"mdp_stage\" ({FILE_COLS}) FROM '{uri}' IAM_ROLE '{ROLE}' FORMAT AS PARQUET"
         ));
     }
     v.push(
@@ -227,7 +250,9 @@ fn the_default_role_and_quotes_in_literals() {
     );
     assert_eq!(
         s[2].sql,
-        format!("COPY \"mdp_stage\" ({COLS}) FROM 's3://b/k' IAM_ROLE default FORMAT AS PARQUET")
+        format!(
+            "COPY \"mdp_stage\" ({FILE_COLS}) FROM 's3://b/k' IAM_ROLE default FORMAT AS PARQUET"
+        )
     );
     assert!(s[3].sql.contains("<> 'A''B'"), "{}", s[3].sql);
 }
