@@ -52,6 +52,26 @@ enum Command {
         /// Last date of an explicit range (inclusive).
         #[arg(long, requires = "start")]
         end: Option<NaiveDate>,
+        /// Print the summary as JSON (for orchestrators) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Is every ticker up to date? Per ticker: last bar, lag in trading
+    /// sessions, the last run's stages, the warehouse. Exits 1 when any
+    /// ticker is stale or failed.
+    Status {
+        /// Comma-separated tickers (default: the default tickers and every ticker in the lake).
+        #[arg(long)]
+        tickers: Option<String>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Hours after the close a day's data is expected (the schedule runs 2 h after).
+        #[arg(long, default_value_t = 2)]
+        grace_hours: i64,
+        /// The time to judge freshness at (RFC 3339; default now).
+        #[arg(long, hide = true)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// The same pipeline offline, on bundled recorded responses.
     Demo,
@@ -197,6 +217,7 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             date,
             start,
             end,
+            json,
         } => {
             let event = ScheduleEvent {
                 tickers: ticker_list(tickers)?,
@@ -216,7 +237,11 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                 Err(e) => return Ok(usage(e)),
             };
             pipeline.warehouse.close().await;
-            print!("{}", summary.render());
+            if json {
+                println!("{}", summary.to_json());
+            } else {
+                print!("{}", summary.render());
+            }
             Ok(if summary.all_succeeded() {
                 ExitCode::SUCCESS
             } else {
@@ -316,6 +341,58 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
+            })
+        }
+        Command::Status {
+            tickers,
+            json,
+            grace_hours,
+            now,
+        } => {
+            let lake = mdp_pipeline::runner::open_lake(&config).await;
+            let tickers = match tickers {
+                Some(raw) => match parse_ticker_list(&raw) {
+                    Ok(list) => list,
+                    Err(e) => return Ok(usage(format!("--tickers {raw:?}: {e}"))),
+                },
+                None => {
+                    let mut all = config.default_tickers.clone();
+                    for t in lake.curated_tickers().await? {
+                        if !all.contains(&t) {
+                            all.push(t);
+                        }
+                    }
+                    all
+                }
+            };
+            // Redshift does not give rows back: its columns stay empty.
+            let warehouse = mdp_warehouse::connect_rows(&config).await.ok();
+            let statuses = mdp_pipeline::status::ticker_statuses(
+                &lake,
+                warehouse.as_deref(),
+                &tickers,
+                now.unwrap_or_else(chrono::Utc::now),
+                chrono::TimeDelta::hours(grace_hours),
+            )
+            .await;
+            if let Some(w) = &warehouse {
+                w.close().await;
+            }
+            let healthy = statuses
+                .iter()
+                .all(|s| s.status == mdp_pipeline::status::Freshness::UpToDate);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&statuses).expect("statuses serialise")
+                );
+            } else {
+                print!("{}", mdp_pipeline::status::render(&statuses));
+            }
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         Command::Lake {

@@ -180,7 +180,16 @@ fn help_lists_the_user_commands_and_hides_the_development_ones() {
         .collect();
     assert_eq!(
         commands,
-        ["run", "demo", "load", "warehouse", "state", "lake", "help"],
+        [
+            "run",
+            "status",
+            "demo",
+            "load",
+            "warehouse",
+            "state",
+            "lake",
+            "help"
+        ],
         "{stdout}"
     );
     assert!(stdout.contains("WAREHOUSE_URL"), "{stdout}");

@@ -6,6 +6,7 @@
 //! row of section 6 and its schema, configuration (section 7) and the transient/permanent
 //! error classes every handler maps to retry or dead-letter.
 
+pub mod calendar;
 pub mod chart;
 pub mod config;
 pub mod connection;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod lake;
 pub mod logging;
 pub mod messages;
+pub mod metrics;
 pub mod queue;
 pub mod row;
 pub mod schema;

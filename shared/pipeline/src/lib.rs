@@ -3,6 +3,7 @@
 //! drives it.
 
 pub mod runner;
+pub mod status;
 pub mod summary;
 
 pub use runner::Pipeline;

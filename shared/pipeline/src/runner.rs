@@ -12,6 +12,7 @@ use futures::FutureExt;
 use chrono::NaiveDate;
 use mdp_chart::{ChartClient, ChartClientSettings, fetch_stage};
 use mdp_core::config::LakeUri;
+use mdp_core::lake::StageOutcome;
 use mdp_core::messages::{FetchRequest, ScheduleEvent, new_run_id, run_started_at};
 use mdp_core::source::MarketDataSource;
 use mdp_core::validate::{ValidateError, validate_stage};
@@ -79,11 +80,15 @@ impl Pipeline {
             let clock = Instant::now();
             let result = isolated(
                 &request.ticker,
-                load_stage(
-                    &self.lake,
-                    self.warehouse.as_ref(),
-                    request,
-                    self.config.load_strategy,
+                self.recorded(
+                    (&request.ticker, &request.run_id),
+                    "load",
+                    load_stage(
+                        &self.lake,
+                        self.warehouse.as_ref(),
+                        request,
+                        self.config.load_strategy,
+                    ),
                 ),
             )
             .await
@@ -148,7 +153,13 @@ impl Pipeline {
         s: &mut TickerSummary,
     ) -> Result<(), StageError> {
         let clock = Instant::now();
-        let fetched = fetch_stage(self.source.as_ref(), &self.lake, request).await?;
+        let fetched = self
+            .recorded(
+                (&request.ticker, &request.run_id),
+                "fetch",
+                fetch_stage(self.source.as_ref(), &self.lake, request),
+            )
+            .await?;
         s.fetch_time = clock.elapsed();
         s.rows_fetched = fetched.bars_in_range;
         let Some(transform_request) = fetched.next else {
@@ -158,13 +169,18 @@ impl Pipeline {
         let clock = Instant::now();
         // The run's start stamps new rows, as in the transform function.
         let now = run_started_at(&transform_request.run_id).unwrap_or_else(lake_now);
-        let transformed = transform_stage(
-            &self.lake,
-            &transform_request,
-            self.config.parquet_compression,
-            now,
-        )
-        .await?;
+        let transformed = self
+            .recorded(
+                (&request.ticker, &request.run_id),
+                "transform",
+                transform_stage(
+                    &self.lake,
+                    &transform_request,
+                    self.config.parquet_compression,
+                    now,
+                ),
+            )
+            .await?;
         s.transform_time = clock.elapsed();
         s.rows_written = transformed.rows_written;
         let Some(load_request) = transformed.next else {
@@ -172,13 +188,18 @@ impl Pipeline {
         };
 
         let clock = Instant::now();
-        let loaded = load_stage(
-            &self.lake,
-            self.warehouse.as_ref(),
-            &load_request,
-            self.config.load_strategy,
-        )
-        .await?;
+        let loaded = self
+            .recorded(
+                (&request.ticker, &request.run_id),
+                "load",
+                load_stage(
+                    &self.lake,
+                    self.warehouse.as_ref(),
+                    &load_request,
+                    self.config.load_strategy,
+                ),
+            )
+            .await?;
         s.load_time = clock.elapsed();
         s.rows_loaded = loaded.rows_loaded();
         tracing::info!(
@@ -189,6 +210,29 @@ impl Pipeline {
             "ticker done"
         );
         Ok(())
+    }
+
+    /// Runs a stage and records its outcome in the ticker's run ledger (a
+    /// ledger that cannot be written is logged, never fails the stage).
+    async fn recorded<T, E: Into<StageError>>(
+        &self,
+        (ticker, run_id): (&Ticker, &str),
+        stage: &str,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, StageError> {
+        let result = work.await.map_err(Into::into);
+        let (outcome, detail) = match &result {
+            Ok(_) => (StageOutcome::Ok, None),
+            Err(e) => (StageOutcome::Failed, Some(e.message())),
+        };
+        if let Err(e) = self
+            .lake
+            .record_stage(ticker, run_id, stage, outcome, detail)
+            .await
+        {
+            tracing::warn!(%ticker, error = %mdp_core::error::chain(&e), "run ledger not written");
+        }
+        result
     }
 
     /// `mdp load`: reloads the warehouse from the curated lake, for the named

@@ -66,6 +66,47 @@ impl RunSummary {
                 .all(|t| !matches!(t.outcome, TickerOutcome::Failed(_)))
     }
 
+    /// The summary as JSON, for orchestrators (`mdp run --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let ms = |d: Duration| (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+        let tickers: Vec<serde_json::Value> = self
+            .tickers
+            .iter()
+            .map(|t| {
+                let (status, error) = match &t.outcome {
+                    TickerOutcome::Succeeded => ("ok", None),
+                    TickerOutcome::UpToDate => ("up-to-date", None),
+                    TickerOutcome::CaughtUp => ("caught-up", None),
+                    TickerOutcome::Failed(e) => ("failed", Some(e.message())),
+                };
+                serde_json::json!({
+                    "ticker": t.ticker,
+                    "status": status,
+                    "error": error,
+                    "error_class": match &t.outcome {
+                        TickerOutcome::Failed(e) => Some(e.class.to_string()),
+                        _ => None,
+                    },
+                    "start": t.range.map(|r| r.0),
+                    "end": t.range.map(|r| r.1),
+                    "rows_fetched": t.rows_fetched,
+                    "rows_written": t.rows_written,
+                    "rows_loaded": t.rows_loaded,
+                    "fetch_ms": ms(t.fetch_time),
+                    "transform_ms": ms(t.transform_time),
+                    "load_ms": ms(t.load_time),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "run_id": self.run_id,
+            "succeeded": self.all_succeeded(),
+            "validate_ms": ms(self.validate_time),
+            "tickers": tickers,
+            "rejected": self.rejected.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        })
+    }
+
     /// The per-ticker table `mdp run` prints.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -2,6 +2,7 @@
 //! the object store port with its local-filesystem adapter.
 
 mod local;
+mod runs;
 mod state;
 mod store;
 
@@ -12,6 +13,7 @@ use chrono::NaiveDate;
 use crate::ticker::Ticker;
 
 pub use local::LocalStore;
+pub use runs::{RunRecord, StageOutcome, StageRecord};
 pub use state::{LoadMark, Watermark};
 pub use store::{ObjectStore, StoreError, StoreLock, check_key};
 
