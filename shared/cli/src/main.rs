@@ -180,6 +180,30 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Progress on stderr: one line rewritten in place on a terminal, a plain
+/// line per finished ticker otherwise (a log file, CI).
+fn progress_printer() -> std::sync::Arc<dyn Fn(mdp_pipeline::runner::Progress<'_>) + Send + Sync> {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stderr().is_terminal();
+    std::sync::Arc::new(move |p: mdp_pipeline::runner::Progress<'_>| {
+        let status = match &p.ticker.outcome {
+            mdp_pipeline::TickerOutcome::Failed(_) => "FAILED",
+            _ => "ok",
+        };
+        let line = format!(
+            "[{}/{}] {} {status} ({} rows loaded)",
+            p.done, p.total, p.ticker.ticker, p.ticker.rows_loaded
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if terminal {
+            let end = if p.done == p.total { "\n" } else { "" };
+            write!(err, "\r\x1b[2K{line}{end}")
+        } else {
+            writeln!(err, "{line}")
+        };
+    })
+}
+
 /// Prints a usage error (one line) and gives the exit status 2.
 fn usage(error: impl std::fmt::Display) -> ExitCode {
     eprintln!("mdp: {error}");
@@ -231,7 +255,8 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             if let Err(e) = check_request(&event, today) {
                 return Ok(usage(e));
             }
-            let pipeline = Pipeline::from_config(config).await?;
+            let mut pipeline = Pipeline::from_config(config).await?;
+            pipeline.progress = Some(progress_printer());
             let summary = match pipeline.run(&event, today).await {
                 Ok(summary) => summary,
                 Err(e) => return Ok(usage(e)),

@@ -98,3 +98,52 @@ async fn status_tells_up_to_date_stale_and_failed_tickers_apart() {
     assert_eq!(json[0]["expected"], "2021-12-30");
     assert_eq!(json[0]["status"], "up-to-date", "{json}");
 }
+
+/// `mdp run --json` prints the summary for orchestrators; progress goes to
+/// stderr, a plain line per finished ticker when stderr is not a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_prints_json_and_progress_lines() {
+    let server = msft_server().await;
+    let scratch = Scratch::new(&server);
+    let out = scratch.run(
+        &[
+            "run",
+            "--tickers",
+            "MSFT,SIX",
+            "--start",
+            "2022-01-03",
+            "--end",
+            "2022-01-28",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON only");
+    assert_eq!(json["succeeded"], false);
+    let by = |t: &str| {
+        json["tickers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["ticker"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("MSFT")["status"], "ok");
+    assert_eq!(by("MSFT")["rows_loaded"], 19);
+    assert_eq!(by("SIX")["status"], "failed");
+    assert_eq!(by("SIX")["error_class"], "permanent");
+    assert!(by("SIX")["error"].as_str().unwrap().contains("404"));
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        progress.lines().any(|l| l.starts_with("[2/2] ")),
+        "{progress}"
+    );
+    assert!(
+        progress
+            .lines()
+            .any(|l| l.contains("MSFT ok (19 rows loaded)")),
+        "{progress}"
+    );
+}

@@ -32,6 +32,15 @@ pub struct Pipeline {
     pub lake: Lake,
     pub source: Arc<dyn MarketDataSource>,
     pub warehouse: Arc<dyn WarehouseLoader>,
+    /// Told of each finished ticker (`mdp run` shows progress with it).
+    pub progress: Option<Arc<dyn Fn(Progress<'_>) + Send + Sync>>,
+}
+
+/// One ticker finished, out of `total` in the run.
+pub struct Progress<'a> {
+    pub done: usize,
+    pub total: usize,
+    pub ticker: &'a TickerSummary,
 }
 
 /// The lake the configuration names: a local folder, or S3 (with the AWS
@@ -56,6 +65,7 @@ impl Pipeline {
             lake,
             source,
             warehouse,
+            progress: None,
         })
     }
 
@@ -97,11 +107,23 @@ impl Pipeline {
         }
 
         let limit = Arc::new(Semaphore::new(TICKER_CONCURRENCY));
+        let finished = std::sync::atomic::AtomicUsize::new(0);
+        let total = plan.fetches.len();
         let runs = plan.fetches.iter().map(|request| {
             let limit = limit.clone();
+            let finished = &finished;
             async move {
                 let _permit = limit.acquire().await.expect("semaphore is never closed");
-                self.run_ticker(request).await
+                let summary = self.run_ticker(request).await;
+                if let Some(progress) = &self.progress {
+                    let done = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress(Progress {
+                        done,
+                        total,
+                        ticker: &summary,
+                    });
+                }
+                summary
             }
         });
         let mut tickers: Vec<TickerSummary> = futures::future::join_all(runs).await;
