@@ -14,6 +14,7 @@ pub mod crash;
 pub mod dates;
 pub mod encoding;
 pub mod error;
+pub mod freshness;
 pub mod lake;
 pub mod logging;
 pub mod messages;

@@ -176,6 +176,7 @@ mod tests {
             updated_at: Utc::now(),
             generation: 0,
             partitions: Default::default(),
+            instrument_type: None,
         };
         lake.write_watermark(&Ticker::parse("MSFT").unwrap(), &mark("2025-06-25"))
             .await
@@ -326,6 +327,7 @@ mod tests {
             updated_at: Utc::now(),
             generation: 4,
             partitions: [(2023, 1), (2024, 4), (2025, 4)].into(),
+            instrument_type: None,
         };
         lake.write_watermark(&msft, &mark).await.unwrap();
         let event = ScheduleEvent {

@@ -5,9 +5,8 @@
 //! lake holds. Read from the lake's state objects (watermark, load mark,
 //! run ledger) and the warehouse; nothing is written.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
-use chrono_tz::America::New_York;
-use mdp_core::calendar::{is_early_close, is_session, session_on_or_before, sessions_after};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use mdp_core::freshness::{LakeFreshness, lake_freshness};
 use mdp_core::lake::RunRecord;
 use mdp_core::{Lake, Ticker};
 use mdp_warehouse::RowWarehouse;
@@ -44,24 +43,7 @@ pub struct TickerStatus {
     pub problems: Vec<String>,
 }
 
-/// The last session whose data a run at `grace` after the close has
-/// brought in by `now`.
-pub fn expected_session(now: DateTime<Utc>, grace: TimeDelta) -> NaiveDate {
-    let local = now.with_timezone(&New_York);
-    let today = local.date_naive();
-    let close = if is_early_close(today) {
-        NaiveTime::from_hms_opt(13, 0, 0)
-    } else {
-        NaiveTime::from_hms_opt(16, 0, 0)
-    }
-    .expect("a valid time");
-    let ready = local.time() >= close + grace;
-    if is_session(today) && ready {
-        today
-    } else {
-        session_on_or_before(today - TimeDelta::days(1))
-    }
-}
+pub use mdp_core::freshness::expected_session;
 
 /// The status of each ticker. `warehouse` is `None` for a warehouse that
 /// does not give rows back (Redshift): its columns stay empty.
@@ -72,52 +54,29 @@ pub async fn ticker_statuses(
     now: DateTime<Utc>,
     grace: TimeDelta,
 ) -> Vec<TickerStatus> {
-    let expected_equity = expected_session(now, grace);
     let mut out = Vec::with_capacity(tickers.len());
     for ticker in tickers {
-        let mut problems = Vec::new();
-        let watermark = lake.read_watermark(ticker).await.unwrap_or_else(|e| {
-            problems.push(format!(
-                "{} (repair with `mdp state rebuild --tickers {ticker}`)",
-                mdp_core::error::chain(&e)
-            ));
-            None
-        });
-        let loaded = lake.read_load_mark(ticker).await.ok().flatten();
-        let run = lake.read_run(ticker).await.ok().flatten();
-        let (warehouse_last_date, warehouse_rows, crypto) = match warehouse {
+        let lake_state = lake_freshness(lake, ticker, now, grace).await;
+        let mut problems: Vec<String> = lake_state.state_error.iter().cloned().collect();
+        let (warehouse_last_date, warehouse_rows) = match warehouse {
             Some(w) => match w.read_rows(Some(ticker)).await {
-                Ok(rows) => (
-                    rows.last().map(|r| r.date()),
-                    Some(rows.len() as u64),
-                    rows.last().and_then(|r| r.meta.instrument_type.clone())
-                        == Some("CRYPTOCURRENCY".into()),
-                ),
+                Ok(rows) => (rows.last().map(|r| r.date()), Some(rows.len() as u64)),
                 Err(e) => {
                     problems.push(format!("warehouse: {}", mdp_core::error::chain(&e)));
-                    (None, None, false)
+                    (None, None)
                 }
             },
-            None => (None, None, false),
+            None => (None, None),
         };
-        // Crypto trades every day: a day's bar is complete the day after.
-        let expected = if crypto {
-            now.with_timezone(&New_York).date_naive() - TimeDelta::days(1)
-        } else {
-            expected_equity
-        };
-        let last_date = watermark.as_ref().map(|w| w.last_date);
-        let lag_sessions = last_date.map(|last| {
-            if crypto {
-                (expected - last).num_days().max(0) as u32
-            } else {
-                sessions_after(last, expected)
-            }
-        });
-        let warehouse_behind = watermark.as_ref().is_some_and(|w| {
-            !w.years_after(loaded.as_ref().map_or(0, |l| l.generation))
-                .is_empty()
-        });
+        let LakeFreshness {
+            last_date,
+            rows,
+            expected,
+            lag_sessions,
+            run,
+            warehouse_behind,
+            state_error,
+        } = lake_state;
         if warehouse_behind {
             problems.push("the warehouse is behind the lake (the next run loads it)".into());
         }
@@ -135,9 +94,8 @@ pub async fn ticker_statuses(
         }
         let failed = run.as_ref().is_some_and(|r| r.failed().is_some())
             || warehouse_behind
-            || problems
-                .iter()
-                .any(|p| p.contains("repair") || p.starts_with("warehouse:"));
+            || state_error.is_some()
+            || problems.iter().any(|p| p.starts_with("warehouse:"));
         let status = if failed {
             Freshness::Failed
         } else if lag_sessions != Some(0) {
@@ -149,7 +107,7 @@ pub async fn ticker_statuses(
             ticker: ticker.to_string(),
             status,
             last_date,
-            rows: watermark.as_ref().map(|w| w.rows),
+            rows,
             expected,
             lag_sessions,
             run,

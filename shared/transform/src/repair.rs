@@ -42,7 +42,8 @@ pub async fn rebuild_state(
     // An unreadable watermark is what this repairs: its generation is lost,
     // and a fresh count still makes every partition newer than any load.
     let previous = lake.read_watermark(ticker).await.ok().flatten();
-    let generation = previous.map_or(0, |m| m.generation) + 1;
+    let generation = previous.as_ref().map_or(0, |m| m.generation) + 1;
+    let mut instrument_type = previous.and_then(|m| m.instrument_type);
     let mut report = RebuildReport {
         rows: 0,
         last_date: None,
@@ -53,8 +54,11 @@ pub async fn rebuild_state(
         match read_partition(lake, ticker, &key).await {
             Ok(rows) => {
                 report.rows += rows.len() as u64;
-                if let Some(last) = rows.iter().map(|r| r.date()).max() {
-                    report.last_date = report.last_date.max(Some(last));
+                if let Some(last) = rows.iter().max_by_key(|r| r.date()) {
+                    if report.last_date < Some(last.date()) {
+                        report.last_date = Some(last.date());
+                        instrument_type = last.meta.instrument_type.clone().or(instrument_type);
+                    }
                 }
                 partitions.insert(year, generation);
             }
@@ -78,6 +82,7 @@ pub async fn rebuild_state(
                 updated_at: now,
                 generation,
                 partitions,
+                instrument_type,
             };
             lake.write_watermark(ticker, &mark).await?;
         }

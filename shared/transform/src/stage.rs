@@ -198,6 +198,7 @@ pub async fn transform_stage(
                 updated_at: now,
                 generation,
                 partitions,
+                instrument_type: last.meta.instrument_type.clone(),
             },
         )
         .await

@@ -1,6 +1,7 @@
 //! The lake (DESIGN.md section 4, contract): key layout, the watermark, and
 //! the object store port with its local-filesystem adapter.
 
+mod failures;
 mod local;
 mod runs;
 mod state;
@@ -12,6 +13,7 @@ use chrono::NaiveDate;
 
 use crate::ticker::Ticker;
 
+pub use failures::{Failure, FailureRecord};
 pub use local::LocalStore;
 pub use runs::{RunRecord, StageOutcome, StageRecord};
 pub use state::{LoadMark, Watermark};
@@ -249,6 +251,7 @@ mod tests {
             updated_at: chrono::Utc::now(),
             generation: 3,
             partitions: [(2024, 1), (2025, 3)].into(),
+            instrument_type: None,
         };
         lake.write_watermark(&t, &mark).await.unwrap();
         assert_eq!(lake.read_watermark(&t).await.unwrap(), Some(mark.clone()));

@@ -28,6 +28,10 @@ pub struct Watermark {
     /// The generation that last rewrote each year's partition.
     #[serde(default)]
     pub partitions: BTreeMap<i32, u64>,
+    /// The chart API's instrument type of the latest bar (`EQUITY`,
+    /// `CRYPTOCURRENCY`, …): which calendar the ticker trades on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument_type: Option<String>,
 }
 
 impl Watermark {
