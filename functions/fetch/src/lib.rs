@@ -5,10 +5,14 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdp_chart::fetch_stage;
 use mdp_core::messages::{FetchRequest, decode_message};
+use mdp_core::metrics::{Metric, Metrics, Stage};
 use mdp_core::queue::Queue;
 use mdp_core::source::MarketDataSource;
 use mdp_core::{Lake, StageError};
-use mdp_lambda::{BatchContext, handle_batch, send_messages};
+use mdp_lambda::{BatchContext, handle_batch_metered, note_record, send_messages};
+
+/// The `Stage` of this function's metrics and log lines.
+pub const STAGE: Stage = Stage::Fetch;
 
 /// Records of a batch handled at once by one invocation: one.
 ///
@@ -33,16 +37,28 @@ pub struct FetchFunction {
 }
 
 impl FetchFunction {
+    /// One batch, its metrics dropped.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        handle_batch(event, &self.batch, |body| self.handle_message(body)).await
+        self.handle_metered(event, &Metrics::new()).await
     }
 
-    async fn handle_message(&self, body: String) -> Result<(), StageError> {
+    /// One batch, recording its metrics into `metrics` (the main flushes
+    /// them as EMF after the invocation; a test reads them).
+    pub async fn handle_metered(&self, event: SqsEvent, metrics: &Metrics) -> SqsBatchResponse {
+        handle_batch_metered(event, &self.batch, STAGE, metrics, |body| {
+            self.handle_message(body, metrics)
+        })
+        .await
+    }
+
+    async fn handle_message(&self, body: String, metrics: &Metrics) -> Result<(), StageError> {
         let request: FetchRequest = decode_message(&body)?;
+        note_record(&request.run_id, &request.ticker, metrics);
         let outcome = fetch_stage(self.source.as_ref(), &self.lake, &request).await?;
         if let Some(next) = outcome.next {
             send_messages(self.queue.as_ref(), &self.transform_queue_url, &[next]).await?;
         }
+        metrics.count(STAGE, Metric::RowsFetched, outcome.bars_in_range as u64);
         Ok(())
     }
 }

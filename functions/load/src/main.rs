@@ -1,10 +1,13 @@
-//! Cold start: configuration, AWS clients, the warehouse pool (migrated once);
-//! then batches. The pool stays open across warm invocations.
+//! Cold start: logging, metrics, configuration, AWS clients, the warehouse
+//! pool (migrated once); then batches, each in its log span, its metrics
+//! written to stdout as EMF once handled. The pool stays open across warm
+//! invocations.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use load::LoadFunction;
+use load::{LoadFunction, STAGE};
 use mdp_aws::LambdaEnv;
+use mdp_core::metrics::FunctionMetrics;
 
 /// One record at a time: loads of one ticker stay in order.
 const RECORDS_IN_FLIGHT: usize = 1;
@@ -12,6 +15,7 @@ const RECORDS_IN_FLIGHT: usize = 1;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mdp_core::logging::init_logging(true);
+    let metrics = FunctionMetrics::new(STAGE);
     let env = LambdaEnv::load().await?;
     let config = env.warehouse_config().await?;
     let warehouse = mdp_warehouse::connect(&config).await?;
@@ -27,9 +31,13 @@ async fn main() -> Result<(), Error> {
             RECORDS_IN_FLIGHT,
         )?,
     };
-    let function = &function;
+    let (function, metrics) = (&function, &metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(function.handle(event.payload).await)
+        let handled = function.handle_metered(event.payload, metrics.metrics());
+        let response = metrics
+            .invocation(&event.context.request_id, handled, &mut std::io::stdout())
+            .await;
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -5,10 +5,14 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdp_core::config::ParquetCompression;
 use mdp_core::messages::{TransformRequest, decode_message, run_started_at};
+use mdp_core::metrics::{Metric, Metrics, Stage};
 use mdp_core::queue::Queue;
 use mdp_core::{Lake, StageError};
-use mdp_lambda::{BatchContext, handle_batch, send_messages};
+use mdp_lambda::{BatchContext, handle_batch_metered, note_record, send_messages};
 use mdp_transform::{lake_now, transform_stage};
+
+/// The `Stage` of this function's metrics and log lines.
+pub const STAGE: Stage = Stage::Transform;
 
 pub struct TransformFunction {
     pub lake: Lake,
@@ -19,18 +23,30 @@ pub struct TransformFunction {
 }
 
 impl TransformFunction {
+    /// One batch, its metrics dropped.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        handle_batch(event, &self.batch, |body| self.handle_message(body)).await
+        self.handle_metered(event, &Metrics::new()).await
     }
 
-    async fn handle_message(&self, body: String) -> Result<(), StageError> {
+    /// One batch, recording its metrics into `metrics` (the main flushes
+    /// them as EMF after the invocation; a test reads them).
+    pub async fn handle_metered(&self, event: SqsEvent, metrics: &Metrics) -> SqsBatchResponse {
+        handle_batch_metered(event, &self.batch, STAGE, metrics, |body| {
+            self.handle_message(body, metrics)
+        })
+        .await
+    }
+
+    async fn handle_message(&self, body: String, metrics: &Metrics) -> Result<(), StageError> {
         let request: TransformRequest = decode_message(&body)?;
+        note_record(&request.run_id, &request.ticker, metrics);
         // The run's start stamps new rows, so a redelivered copy writes the same rows.
         let now = run_started_at(&request.run_id).unwrap_or_else(lake_now);
         let outcome = transform_stage(&self.lake, &request, self.compression, now).await?;
         if let Some(next) = outcome.next {
             send_messages(self.queue.as_ref(), &self.load_queue_url, &[next]).await?;
         }
+        metrics.count(STAGE, Metric::RowsWritten, outcome.rows_written);
         Ok(())
     }
 }

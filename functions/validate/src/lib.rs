@@ -2,14 +2,20 @@
 //! direct invoke) → one fetch message per valid ticker with work to do.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::NaiveDate;
+use mdp_core::logging::note_run;
 use mdp_core::messages::{MessageError, ScheduleEvent, new_run_id};
+use mdp_core::metrics::{Metric, Metrics, Stage};
 use mdp_core::queue::Queue;
 use mdp_core::validate::validate_stage;
 use mdp_core::{Config, Lake, StageError};
 use mdp_lambda::send_messages;
 use serde::Serialize;
+
+/// The `Stage` of this function's metrics and log lines.
+pub const STAGE: Stage = Stage::Validate;
 
 pub struct ValidateFunction {
     pub config: Config,
@@ -46,19 +52,55 @@ pub fn parse_event(payload: serde_json::Value) -> Result<ScheduleEvent, MessageE
 }
 
 impl ValidateFunction {
+    /// One plan, its metrics dropped.
     pub async fn handle(
         &self,
         payload: serde_json::Value,
         today: NaiveDate,
     ) -> Result<ValidateResponse, StageError> {
+        self.handle_metered(payload, today, &Metrics::new()).await
+    }
+
+    /// One plan, recording its metrics into `metrics` (the main flushes
+    /// them as EMF after the invocation; a test reads them): its
+    /// `StageDuration` and, when it planned, `TickersPlanned` (fetches
+    /// sent), `TickersCaughtUp` (loads sent) and `TickersFailed` (tickers
+    /// rejected as invalid or whose state could not be read).
+    pub async fn handle_metered(
+        &self,
+        payload: serde_json::Value,
+        today: NaiveDate,
+        metrics: &Metrics,
+    ) -> Result<ValidateResponse, StageError> {
+        let clock = Instant::now();
+        let result = self.plan(payload, today, metrics).await;
+        metrics.time(STAGE, Metric::StageDuration, clock.elapsed());
+        result
+    }
+
+    async fn plan(
+        &self,
+        payload: serde_json::Value,
+        today: NaiveDate,
+        metrics: &Metrics,
+    ) -> Result<ValidateResponse, StageError> {
         let event = parse_event(payload)?;
         let run_id = new_run_id();
+        note_run(&run_id);
+        metrics.property("run_id", &run_id);
         let plan = validate_stage(&self.lake, &self.config, &event, today, &run_id).await?;
         send_messages(self.queue.as_ref(), &self.load_queue_url, &plan.catch_up).await?;
         send_messages(self.queue.as_ref(), &self.fetch_queue_url, &plan.fetches).await?;
         for (ticker, error) in &plan.failed {
             tracing::error!(%ticker, error = %error.message(), "ticker not planned");
         }
+        let count = |metric, n: usize| metrics.count(STAGE, metric, n as u64);
+        count(Metric::TickersPlanned, plan.fetches.len());
+        count(Metric::TickersCaughtUp, plan.catch_up.len());
+        count(
+            Metric::TickersFailed,
+            plan.failed.len() + plan.rejected.len(),
+        );
         let response = ValidateResponse {
             run_id,
             sent: plan.fetches.iter().map(|f| f.ticker.to_string()).collect(),

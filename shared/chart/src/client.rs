@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{Days, NaiveDate};
 use mdp_core::chart::{ChartOutcome, classify_response};
 use mdp_core::config::{DEFAULT_API_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES};
 use mdp_core::encoding::{UNRESERVED, percent_encode};
+use mdp_core::metrics::{Metric, Metrics, Stage};
 use mdp_core::source::{ChartContent, ChartFetch, MarketDataSource};
 use mdp_core::{Config, ErrorClass, StageError, Ticker};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -170,12 +171,17 @@ impl From<&Config> for ChartClientSettings {
 /// (retries included) holds one of `concurrency` slots from the request
 /// until its body is read, and takes a token of the rate limiter before it
 /// is sent; backoff waits hold neither.
+///
+/// With [`ChartClient::with_metrics`], each attempt records its latency
+/// (`ChartApiLatency`, from sending to the body read), each retry
+/// `ChartApiRetries` and each HTTP 429 `ChartApi429`, under `Stage=fetch`.
 #[derive(Debug, Clone)]
 pub struct ChartClient {
     http: reqwest::Client,
     settings: ChartClientSettings,
     slots: Arc<Semaphore>,
     rate: Option<Arc<RateLimiter>>,
+    metrics: Option<Metrics>,
 }
 
 /// A response read within the cap: status, `Retry-After`, body.
@@ -215,7 +221,21 @@ impl ChartClient {
             settings,
             slots,
             rate,
+            metrics: None,
         })
+    }
+
+    /// Records every attempt's latency, the retries and the 429 answers
+    /// into `metrics` (the client's clones share it).
+    pub fn with_metrics(mut self, metrics: Metrics) -> ChartClient {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, metric: Metric, n: u64) {
+        if let Some(metrics) = &self.metrics {
+            metrics.count(Stage::Fetch, metric, n);
+        }
     }
 
     /// The request URL: the window is one day wider than the range on each
@@ -257,6 +277,19 @@ impl ChartClient {
         if let Some(rate) = &self.rate {
             rate.acquire().await;
         }
+        let clock = Instant::now();
+        let answer = self.exchange(url).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.time(Stage::Fetch, Metric::ChartApiLatency, clock.elapsed());
+        }
+        if let Ok((429, _, _)) = answer {
+            self.count(Metric::ChartApi429, 1);
+        }
+        answer
+    }
+
+    /// The request and its body, within the cap.
+    async fn exchange(&self, url: &str) -> Result<Answer, AttemptFailure> {
         let mut response = self.http.get(url).send().await.map_err(http_error)?;
         let status = response.status().as_u16();
         let retry_after = parse_retry_after(response.headers());
@@ -319,6 +352,9 @@ impl MarketDataSource for ChartClient {
         end: NaiveDate,
     ) -> Result<ChartFetch, StageError> {
         let url = self.chart_url(ticker, start, end);
+        // Written even when 0: the dashboard and alarms see a value.
+        self.count(Metric::ChartApiRetries, 0);
+        self.count(Metric::ChartApi429, 0);
         let mut last_error = AttemptError::Response("no attempt made".into());
         for attempt in 0..=self.settings.max_retries {
             let retry_after = match self.attempt(&url).await {
@@ -386,6 +422,7 @@ impl MarketDataSource for ChartClient {
             }
             let delay = self.backoff(attempt, retry_after);
             tracing::warn!(%ticker, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %mdp_core::error::chain(&last_error), "chart request failed, retrying");
+            self.count(Metric::ChartApiRetries, 1);
             tokio::time::sleep(delay).await;
         }
         Err(ChartError::GaveUp {

@@ -4,19 +4,28 @@
 //! its receive count, so SQS redelivers it later without the function
 //! waiting; a permanent failure is logged with its reason and its message sent
 //! to the stage's dead-letter queue, never retried.
+//!
+//! Each record is handled inside its log span ([`record_span`]: its message
+//! id, then the run id and ticker the handler notes once it has decoded the
+//! message). [`handle_batch_metered`] also counts, under the stage,
+//! `RecordsHandled`, `TransientFailures`, `PermanentFailures`, `DeadLettered`
+//! and one `StageDuration` per handled record.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 use mdp_core::error::chain;
+use mdp_core::logging::record_span;
 use mdp_core::messages::{MessageError, StageMessage};
+use mdp_core::metrics::{Metric, Metrics, Stage};
 use mdp_core::queue::{GroupedMessage, Queue, QueueError};
-use mdp_core::{ErrorClass, StageError};
+use mdp_core::{ErrorClass, StageError, Ticker};
+use tracing::Instrument;
 
 /// First redelivery delay of a transient failure; doubles per receive.
 pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -76,6 +85,58 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<(), StageError>>,
 {
+    handle_batch_inner(event, ctx, None, handle).await
+}
+
+/// [`handle_batch`], counting the records and their outcomes under `stage`
+/// in `metrics` (the four counters are written even when 0, so alarms see
+/// values rather than missing data).
+pub async fn handle_batch_metered<F, Fut>(
+    event: SqsEvent,
+    ctx: &BatchContext,
+    stage: Stage,
+    metrics: &Metrics,
+    handle: F,
+) -> SqsBatchResponse
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(), StageError>>,
+{
+    for counter in [
+        Metric::RecordsHandled,
+        Metric::TransientFailures,
+        Metric::PermanentFailures,
+        Metric::DeadLettered,
+    ] {
+        metrics.count(stage, counter, 0);
+    }
+    handle_batch_inner(event, ctx, Some(Meter { stage, metrics }), handle).await
+}
+
+/// Where a metered batch counts.
+#[derive(Clone, Copy)]
+struct Meter<'a> {
+    stage: Stage,
+    metrics: &'a Metrics,
+}
+
+/// Adds 1 to `metric` when the batch is metered.
+fn tally(meter: Option<Meter<'_>>, metric: Metric) {
+    if let Some(m) = meter {
+        m.metrics.count(m.stage, metric, 1);
+    }
+}
+
+async fn handle_batch_inner<F, Fut>(
+    event: SqsEvent,
+    ctx: &BatchContext,
+    meter: Option<Meter<'_>>,
+    handle: F,
+) -> SqsBatchResponse
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(), StageError>>,
+{
     // FIFO queues (transform, load) group messages by ticker: once a record
     // of a group fails, the later records of that group in this batch are
     // not handled (they would overtake it) but returned for redelivery in
@@ -92,7 +153,10 @@ where
                 {
                     return RecordOutcome::RetryLater(Duration::ZERO);
                 }
-                let outcome = handle_record(record, ctx, handle).await;
+                let span = record_span(record.message_id.as_deref().unwrap_or(""));
+                let outcome = handle_record(record, ctx, meter, handle)
+                    .instrument(span)
+                    .await;
                 if let (Some(group), RecordOutcome::RetryLater(_)) = (group, &outcome) {
                     lock(failed_groups).insert(group.to_string());
                 }
@@ -122,13 +186,19 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn handle_record<F, Fut>(record: &SqsMessage, ctx: &BatchContext, handle: &F) -> RecordOutcome
+async fn handle_record<F, Fut>(
+    record: &SqsMessage,
+    ctx: &BatchContext,
+    meter: Option<Meter<'_>>,
+    handle: &F,
+) -> RecordOutcome
 where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<(), StageError>>,
 {
     let id = record.message_id.as_deref().unwrap_or("");
     let count = receive_count(record);
+    let clock = Instant::now();
     let result = match &record.body {
         // A panic (a bug met by this message's data) fails this record only,
         // for good: the same bytes would panic again; the dead letter keeps
@@ -151,12 +221,18 @@ where
         },
         None => Err(MessageError::NoBody.into()),
     };
+    if let Some(m) = meter {
+        m.metrics
+            .time(m.stage, Metric::StageDuration, clock.elapsed());
+    }
+    tally(meter, Metric::RecordsHandled);
     let error = match result {
         Ok(()) => return RecordOutcome::Done,
         Err(e) => e,
     };
     match error.class {
         ErrorClass::Transient => {
+            tally(meter, Metric::TransientFailures);
             let delay = retry_delay(count);
             tracing::warn!(message_id = id, receive_count = count, retry_in_s = delay.as_secs(), error = %error.message(), "transient failure: redelivering later");
             if let Some(handle) = &record.receipt_handle
@@ -171,6 +247,7 @@ where
             RecordOutcome::RetryLater(delay)
         }
         ErrorClass::Permanent => {
+            tally(meter, Metric::PermanentFailures);
             tracing::error!(message_id = id, receive_count = count, error = %error.message(), "permanent failure: dead-lettering, no retry");
             let Some(dlq) = &ctx.dead_letter_queue_url else {
                 return RecordOutcome::RetryLater(Duration::ZERO);
@@ -186,7 +263,10 @@ where
                 None => ctx.queue.send(dlq, &[body]).await,
             };
             match sent {
-                Ok(()) => RecordOutcome::DeadLettered,
+                Ok(()) => {
+                    tally(meter, Metric::DeadLettered);
+                    RecordOutcome::DeadLettered
+                }
                 Err(e) => {
                     // Not lost: reported failed, it comes back and is tried again.
                     tracing::error!(message_id = id, error = %chain(&e), "could not dead-letter");
@@ -195,6 +275,15 @@ where
             }
         }
     }
+}
+
+/// What a handler calls once it has decoded its record's message: the run id
+/// and ticker go on the record's log span (every later line of the record
+/// carries them) and into the invocation's metrics as properties.
+pub fn note_record(run_id: &str, ticker: &Ticker, metrics: &Metrics) {
+    mdp_core::logging::note_message(run_id, ticker);
+    metrics.property("run_id", run_id);
+    metrics.property("ticker", ticker.as_str());
 }
 
 /// Sends `messages` as JSON to `queue_url` (a stage hand-over), each in
@@ -359,6 +448,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_metered_batch_counts_records_and_outcomes_under_its_stage() {
+        let queue = Arc::new(InMemoryQueue::new());
+        let ctx = BatchContext {
+            queue: queue.clone(),
+            source_queue_url: "q.fifo".into(),
+            dead_letter_queue_url: Some("dlq.fifo".into()),
+            records_in_flight: 1,
+        };
+        let grouped = |id: &str, body: &str, group: &str| {
+            let mut r = record(id, body, 1);
+            r.attributes.insert("MessageGroupId".into(), group.into());
+            r
+        };
+        let mut no_body = grouped("5", "", "BTC-USD");
+        no_body.body = None;
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            grouped("1", "fine", "AAPL"),
+            grouped("2", "retry", "MSFT"),
+            // Held back behind its group's failure: not handled, not counted.
+            grouped("3", "fine", "MSFT"),
+            grouped("4", "poison", "NVDA"),
+            no_body,
+            grouped("6", "boom", "AMZN"),
+        ];
+        let metrics = Metrics::new();
+        let response =
+            handle_batch_metered(event, &ctx, Stage::Transform, &metrics, |body| async move {
+                match body.as_str() {
+                    "retry" => Err(StageError::transient("HTTP 503")),
+                    "poison" => Err(StageError::permanent("malformed")),
+                    "boom" => panic!("bad data"),
+                    _ => Ok(()),
+                }
+            })
+            .await;
+        assert_eq!(response.batch_item_failures.len(), 2);
+        let total = |m| metrics.total(Stage::Transform, m);
+        assert_eq!(total(Metric::RecordsHandled), 5.0);
+        assert_eq!(total(Metric::TransientFailures), 1.0);
+        assert_eq!(total(Metric::PermanentFailures), 3.0);
+        assert_eq!(total(Metric::DeadLettered), 3.0);
+        assert_eq!(
+            metrics
+                .values(Stage::Transform, Metric::StageDuration)
+                .len(),
+            5
+        );
+        assert_eq!(queue.drain("dlq.fifo").len(), 3);
+
+        // A clean batch still writes its counters, as zeros.
+        let metrics = Metrics::new();
+        let mut event = SqsEvent::default();
+        event.records = vec![record("a", "fine", 1)];
+        handle_batch_metered(event, &ctx, Stage::Load, &metrics, |_| async { Ok(()) }).await;
+        let mut out = Vec::new();
+        metrics.flush(&mut out).unwrap();
+        let document: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        mdp_core::metrics::check_emf_document(&document).unwrap();
+        assert_eq!(document["Stage"], "load");
+        assert_eq!(document["RecordsHandled"], 1);
+        for zero in ["TransientFailures", "PermanentFailures", "DeadLettered"] {
+            assert_eq!(document[zero], 0, "{zero}");
+        }
+    }
+
+    #[tokio::test]
     async fn without_a_dead_letter_queue_permanent_failures_go_back_to_the_redrive_policy() {
         let queue = Arc::new(InMemoryQueue::new());
         let ctx = BatchContext {
@@ -369,8 +525,13 @@ mod tests {
         };
         let mut event = SqsEvent::default();
         event.records = vec![record("bad", "poison", 1)];
-        let response =
-            handle_batch(event, &ctx, |_| async { Err(StageError::permanent("no")) }).await;
+        let metrics = Metrics::new();
+        let response = handle_batch_metered(event, &ctx, Stage::Fetch, &metrics, |_| async {
+            Err(StageError::permanent("no"))
+        })
+        .await;
         assert_eq!(response.batch_item_failures.len(), 1);
+        assert_eq!(metrics.total(Stage::Fetch, Metric::PermanentFailures), 1.0);
+        assert_eq!(metrics.total(Stage::Fetch, Metric::DeadLettered), 0.0);
     }
 }
