@@ -9,7 +9,7 @@ use mdp_core::metrics::{Metric, Metrics, Stage};
 use mdp_core::queue::Queue;
 use mdp_core::source::MarketDataSource;
 use mdp_core::{Lake, StageError};
-use mdp_lambda::{BatchContext, handle_batch_metered, note_record, send_messages};
+use mdp_lambda::{BatchContext, handle_batch_metered, note_record, record_outcome, send_messages};
 
 /// The `Stage` of this function's metrics and log lines.
 pub const STAGE: Stage = Stage::Fetch;
@@ -54,10 +54,16 @@ impl FetchFunction {
     async fn handle_message(&self, body: String, metrics: &Metrics) -> Result<(), StageError> {
         let request: FetchRequest = decode_message(&body)?;
         note_record(&request.run_id, &request.ticker, metrics);
-        let outcome = fetch_stage(self.source.as_ref(), &self.lake, &request).await?;
-        if let Some(next) = outcome.next {
-            send_messages(self.queue.as_ref(), &self.transform_queue_url, &[next]).await?;
-        }
+        let work = async {
+            let outcome = fetch_stage(self.source.as_ref(), &self.lake, &request).await?;
+            if let Some(next) = &outcome.next {
+                let next = std::slice::from_ref(next);
+                send_messages(self.queue.as_ref(), &self.transform_queue_url, next).await?;
+            }
+            Ok::<_, StageError>(outcome)
+        };
+        let ledger = (&request.ticker, request.run_id.as_str());
+        let outcome = record_outcome(&self.lake, ledger, STAGE, work.await).await?;
         metrics.count(STAGE, Metric::RowsFetched, outcome.bars_in_range as u64);
         Ok(())
     }

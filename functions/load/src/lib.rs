@@ -7,7 +7,7 @@ use mdp_core::config::LoadStrategy;
 use mdp_core::messages::{LoadRequest, decode_message};
 use mdp_core::metrics::{Metric, Metrics, Stage};
 use mdp_core::{Lake, StageError};
-use mdp_lambda::{BatchContext, handle_batch_metered, note_record};
+use mdp_lambda::{BatchContext, handle_batch_metered, note_record, record_outcome};
 use mdp_warehouse::{WarehouseLoader, load_stage};
 
 /// The `Stage` of this function's metrics and log lines.
@@ -38,8 +38,9 @@ impl LoadFunction {
     async fn handle_message(&self, body: String, metrics: &Metrics) -> Result<(), StageError> {
         let request: LoadRequest = decode_message(&body)?;
         note_record(&request.run_id, &request.ticker, metrics);
-        let report =
-            load_stage(&self.lake, self.warehouse.as_ref(), &request, self.strategy).await?;
+        let result = load_stage(&self.lake, self.warehouse.as_ref(), &request, self.strategy).await;
+        let ledger = (&request.ticker, request.run_id.as_str());
+        let report = record_outcome(&self.lake, ledger, STAGE, result).await?;
         metrics.count(STAGE, Metric::RowsLoaded, report.rows_loaded());
         Ok(())
     }

@@ -8,7 +8,7 @@ use mdp_core::messages::{TransformRequest, decode_message, run_started_at};
 use mdp_core::metrics::{Metric, Metrics, Stage};
 use mdp_core::queue::Queue;
 use mdp_core::{Lake, StageError};
-use mdp_lambda::{BatchContext, handle_batch_metered, note_record, send_messages};
+use mdp_lambda::{BatchContext, handle_batch_metered, note_record, record_outcome, send_messages};
 use mdp_transform::{lake_now, transform_stage};
 
 /// The `Stage` of this function's metrics and log lines.
@@ -42,10 +42,20 @@ impl TransformFunction {
         note_record(&request.run_id, &request.ticker, metrics);
         // The run's start stamps new rows, so a redelivered copy writes the same rows.
         let now = run_started_at(&request.run_id).unwrap_or_else(lake_now);
-        let outcome = transform_stage(&self.lake, &request, self.compression, now).await?;
-        if let Some(next) = outcome.next {
-            send_messages(self.queue.as_ref(), &self.load_queue_url, &[next]).await?;
-        }
+        let work = async {
+            let outcome = transform_stage(&self.lake, &request, self.compression, now).await?;
+            if let Some(next) = &outcome.next {
+                send_messages(
+                    self.queue.as_ref(),
+                    &self.load_queue_url,
+                    std::slice::from_ref(next),
+                )
+                .await?;
+            }
+            Ok::<_, StageError>(outcome)
+        };
+        let ledger = (&request.ticker, request.run_id.as_str());
+        let outcome = record_outcome(&self.lake, ledger, STAGE, work.await).await?;
         metrics.count(STAGE, Metric::RowsWritten, outcome.rows_written);
         Ok(())
     }

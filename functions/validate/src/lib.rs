@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::NaiveDate;
+use mdp_core::freshness::lake_freshness;
 use mdp_core::logging::note_run;
 use mdp_core::messages::{MessageError, ScheduleEvent, new_run_id};
 use mdp_core::metrics::{Metric, Metrics, Stage};
@@ -16,6 +17,10 @@ use serde::Serialize;
 
 /// The `Stage` of this function's metrics and log lines.
 pub const STAGE: Stage = Stage::Validate;
+
+/// How long after the close the day's run has brought the data in (the
+/// schedule runs two hours after it).
+pub const FRESHNESS_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(2);
 
 pub struct ValidateFunction {
     pub config: Config,
@@ -37,6 +42,9 @@ pub struct ValidateResponse {
     pub catching_up: Vec<String>,
     /// Tickers whose state could not be read, with why (the others ran).
     pub failed: Vec<String>,
+    /// A freshness check: the tickers not up to date, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
 }
 
 /// The scheduler input, or an EventBridge event carrying it in `detail`.
@@ -73,9 +81,52 @@ impl ValidateFunction {
         metrics: &Metrics,
     ) -> Result<ValidateResponse, StageError> {
         let clock = Instant::now();
-        let result = self.plan(payload, today, metrics).await;
+        let result = if payload.get("check").and_then(|c| c.as_str()) == Some("freshness") {
+            Ok(self.check_freshness(chrono::Utc::now(), metrics).await)
+        } else {
+            self.plan(payload, today, metrics).await
+        };
         metrics.time(STAGE, Metric::StageDuration, clock.elapsed());
         result
+    }
+
+    /// The freshness check the second schedule invokes (`{"check":
+    /// "freshness"}`, hours after the daily run): every default ticker the
+    /// lake does not hold up to the last expected session, or whose last
+    /// run failed or whose warehouse is behind, counts in `StaleTickers`
+    /// (the alarm's metric). Nothing is sent.
+    pub async fn check_freshness(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        metrics: &Metrics,
+    ) -> ValidateResponse {
+        let mut stale = Vec::new();
+        for ticker in &self.config.default_tickers {
+            let state = lake_freshness(&self.lake, ticker, now, FRESHNESS_GRACE).await;
+            if !state.is_fresh() {
+                let why = match (&state.state_error, state.lag_sessions) {
+                    (Some(e), _) => e.clone(),
+                    (None, None) => "no data in the lake".to_string(),
+                    (None, Some(lag)) if lag > 0 => {
+                        format!("{lag} sessions behind {}", state.expected)
+                    }
+                    _ if state.warehouse_behind => "the warehouse is behind the lake".into(),
+                    _ => "its last run failed a stage".into(),
+                };
+                tracing::warn!(%ticker, %why, "ticker not up to date");
+                stale.push(format!("{ticker}: {why}"));
+            }
+        }
+        metrics.count(STAGE, Metric::StaleTickers, stale.len() as u64);
+        ValidateResponse {
+            run_id: String::new(),
+            sent: Vec::new(),
+            rejected: Vec::new(),
+            up_to_date: Vec::new(),
+            catching_up: Vec::new(),
+            failed: Vec::new(),
+            stale,
+        }
     }
 
     async fn plan(
@@ -112,6 +163,7 @@ impl ValidateFunction {
                 .iter()
                 .map(|(t, e)| format!("{t}: {}", e.message()))
                 .collect(),
+            stale: Vec::new(),
         };
         tracing::info!(run_id = %response.run_id, sent = response.sent.len(), rejected = response.rejected.len(), "run planned");
         Ok(response)
@@ -159,5 +211,66 @@ mod tests {
             assert!(!err.is_transient());
             assert!(err.message().contains("invalid schedule input"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_freshness_check_counts_stale_and_failed_tickers() {
+        use std::sync::Arc;
+
+        use mdp_core::lake::StageOutcome;
+        use mdp_core::{LocalStore, Ticker, Watermark};
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(Arc::new(LocalStore::new(dir.path())));
+        let config = Config::from_lookup(|k| {
+            (k == "MARKET_DATA_DEFAULT_TICKERS").then(|| "MSFT,NVDA,AAPL,SIX".into())
+        })
+        .unwrap();
+        let mark = |last: &str| Watermark {
+            last_date: last.parse().unwrap(),
+            rows: 10,
+            updated_at: chrono::Utc::now(),
+            generation: 0,
+            partitions: Default::default(),
+            instrument_type: Some("EQUITY".into()),
+        };
+        let t = |s: &str| Ticker::parse(s).unwrap();
+        lake.write_watermark(&t("MSFT"), &mark("2022-01-28"))
+            .await
+            .unwrap();
+        lake.write_watermark(&t("NVDA"), &mark("2022-01-27"))
+            .await
+            .unwrap();
+        lake.write_watermark(&t("AAPL"), &mark("2022-01-28"))
+            .await
+            .unwrap();
+        lake.record_stage(
+            &t("AAPL"),
+            "20220128T230000Z-1",
+            "load",
+            StageOutcome::Failed,
+            Some("locked".into()),
+        )
+        .await
+        .unwrap();
+        let function = ValidateFunction {
+            config,
+            lake,
+            queue: Arc::new(mdp_core::queue::InMemoryQueue::new()),
+            fetch_queue_url: "fetch".into(),
+            load_queue_url: "load".into(),
+        };
+        let metrics = Metrics::new();
+        // Saturday: Friday the 28th is the last expected session.
+        let now = "2022-01-29T12:00:00Z".parse().unwrap();
+        let response = function.check_freshness(now, &metrics).await;
+        let stale: Vec<&str> = response
+            .stale
+            .iter()
+            .map(|s| s.split(':').next().unwrap())
+            .collect();
+        assert_eq!(stale, ["NVDA", "AAPL", "SIX"], "{:?}", response.stale);
+        assert!(response.stale[0].contains("1 sessions behind 2022-01-28"));
+        assert_eq!(metrics.total(STAGE, Metric::StaleTickers), 3.0);
     }
 }

@@ -286,6 +286,29 @@ pub fn note_record(run_id: &str, ticker: &Ticker, metrics: &Metrics) {
     metrics.property("ticker", ticker.as_str());
 }
 
+/// Records a stage's outcome for the ticker in the lake's run ledger (what
+/// `mdp status` shows), then gives the outcome back. A ledger that cannot
+/// be written is logged: it never fails the record.
+pub async fn record_outcome<T>(
+    lake: &mdp_core::Lake,
+    (ticker, run_id): (&Ticker, &str),
+    stage: Stage,
+    result: Result<T, StageError>,
+) -> Result<T, StageError> {
+    use mdp_core::lake::StageOutcome;
+    let (outcome, detail) = match &result {
+        Ok(_) => (StageOutcome::Ok, None),
+        Err(e) => (StageOutcome::Failed, Some(e.message())),
+    };
+    if let Err(e) = lake
+        .record_stage(ticker, run_id, stage.as_str(), outcome, detail)
+        .await
+    {
+        tracing::warn!(%ticker, error = %chain(&e), "run ledger not written");
+    }
+    result
+}
+
 /// Sends `messages` as JSON to `queue_url` (a stage hand-over), each in
 /// its ticker's message group (which a FIFO queue keeps in order and hands
 /// to one consumer at a time; a standard queue ignores it).
