@@ -5,8 +5,11 @@ PYTHON ?= python3
 # Where the Postgres tests and the benchmark load (a scratch schema per test).
 MDP_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 export MDP_TEST_POSTGRES_URL
+# Cases per property and seed of `make fuzz`.
+MDP_FUZZ_CASES ?= 100000
+MDP_FUZZ_SEED ?= random
 
-.PHONY: demo run load migrate test python-deps lint fmt mdp build lambda-tools invoke measure-lambdas deploy bench clean
+.PHONY: demo run load migrate test fuzz python-deps lint fmt mdp build lambda-tools invoke measure-lambdas deploy bench clean
 
 ## demo: the whole pipeline offline on bundled recorded responses, into ./data
 demo:
@@ -30,8 +33,14 @@ test: python-deps
 	$(PYTHON) infra/check_template.py
 	$(CARGO) test --workspace
 
+## fuzz: the property tests (shared/*/tests/fuzz_*.rs; make test runs them with 10,000 cases each
+## and a fixed seed) optimised, with more cases and a new seed each run:
+## MDP_FUZZ_CASES (default 100000) and MDP_FUZZ_SEED (a number replays a run, or random)
+fuzz:
+	MDP_FUZZ_CASES=$(MDP_FUZZ_CASES) MDP_FUZZ_SEED=$(MDP_FUZZ_SEED) $(CARGO) test --release -p mdp-core -p mdp-lake --test 'fuzz_*'
+
 python-deps:
-	@$(PYTHON) -c "import pyarrow, duckdb, moto, samtranslator, cfnlint" 2>/dev/null || $(PYTHON) -m pip install --quiet -r tests/requirements.txt
+	@$(PYTHON) -c "import pandas, polars, numpy, pyarrow, duckdb, moto, samtranslator, cfnlint" 2>/dev/null || $(PYTHON) -m pip install --quiet -r tests/requirements.txt
 
 ## lint: formatting and clippy with warnings as errors
 lint:

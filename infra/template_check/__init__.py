@@ -14,6 +14,12 @@ The modules:
 - security: the lake bucket's protection and the IAM roles (one per
   function, no managed policy, exactly the grants of expected.FUNCTIONS).
 - files: local files the template names, workspace members, sample events.
+- glue: the Athena database and table over the curated zone (location,
+  Parquet, the curated files' columns and types, partition keys, partition
+  projection of ticker and year; no crawler).
+- observability: the functions' LoggingConfig, the dashboard (metric names
+  read from shared/core/src/metrics.rs), the alarms and their SNS topic, the
+  schedules' dead-letter queues, infra/local/env.json and samconfig.toml.
 - run: main(), which runs the checks of CHECKS in order and prints the result.
 
 A new check is a function taking a Context, appended to the right list in run.

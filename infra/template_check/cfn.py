@@ -49,6 +49,7 @@ class Context:
     roles: dict[str, str] = field(default_factory=dict)  # function -> its execution role (check_iam)
     pending: list[str] = field(default_factory=list)  # function crates not written yet (check_files)
     events: int = 0  # sample events read (check_events)
+    glue_table: str | None = None  # <database>.<table> of the lake's Athena table (check_glue)
 
     @property
     def res(self) -> dict[str, Any]:

@@ -9,10 +9,65 @@ functions, security and files checks all read them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from .cfn import ROOT
 
 # The lake is s3://BUCKET/lake: every S3 grant is under this key prefix.
 LAKE_PREFIX = "lake"
+
+# ------------------------------------------------------------ the lake's columns
+# The curated zone (DESIGN.md section 4) as the Glue table must describe it.
+# The column list is derived from ONE place: the Postgres DDL below, whose
+# column names, order and types the Rust test
+# mdp_warehouse::ddl::tests::every_ddl_follows_the_schema checks against
+# shared/core/src/schema.rs (the 32 columns of DESIGN.md section 6). The files
+# hold all of them but the partition keys; these are in the path instead.
+FACT_TABLE_DDL = ROOT / "infra" / "warehouse" / "postgres" / "001_create_fact_market_data.sql"
+# The partition keys, in path order (ticker=<encoded>/year=YYYY/), with their
+# Glue types: ticker is a column of section 6, year is the path's only.
+LAKE_PARTITION_KEYS: list[tuple[str, str]] = [("ticker", "string"), ("year", "int")]
+# The Glue (Hive) type of each Postgres type of the DDL.
+POSTGRES_TO_GLUE = {
+    "VARCHAR": "string",
+    "TEXT": "string",
+    "DATE": "date",
+    "DOUBLE PRECISION": "double",
+    "BIGINT": "bigint",
+    "TIMESTAMPTZ": "timestamp",
+}
+# The lake's relative location of the curated table (under the lake URI).
+CURATED_TABLE_KEY = "curated/market_data/"
+
+
+def lake_file_columns() -> list[tuple[str, str]]:
+    """(name, Glue type) of each column of a curated Parquet file, in file
+    order: the CREATE TABLE of FACT_TABLE_DDL less the partition keys.
+    Raises ValueError on a type POSTGRES_TO_GLUE does not know (a new column
+    type needs a decision here, not a silent default)."""
+    body = FACT_TABLE_DDL.read_text().split("CREATE TABLE", 1)[1]
+    partition = {name for name, _ in LAKE_PARTITION_KEYS}
+    out = []
+    for line in body.splitlines():
+        line = line.strip()
+        if not line.startswith('"'):
+            continue
+        name, rest = line[1:].split('"', 1)
+        sql_type = re.sub(r"\(.*\)", "", rest.strip().rstrip(",").removesuffix("NOT NULL")).strip()
+        if sql_type not in POSTGRES_TO_GLUE:
+            raise ValueError(f"{FACT_TABLE_DDL.name}: column {name} has type {sql_type!r}, which has no Glue type in POSTGRES_TO_GLUE")
+        if name not in partition:
+            out.append((name, POSTGRES_TO_GLUE[sql_type]))
+    return out
+
+
+# The run ledger (shared/core/src/lake/runs.rs: lake/state/runs/ticker=X.json,
+# a ticker's latest run and each stage's outcome): every function reads and
+# writes it, in its own statement (RunLedger) even where a wider grant
+# (lake/state/*) covers it. No s3:ListBucket for it: a missing record reads
+# as 403 to fetch and load, which record_stage takes as no record.
+RUN_LEDGER = f"{LAKE_PREFIX}/state/runs/*"
 
 # Receives per message before the dead-letter queue (every queue's redrive);
 # with MARKET_DATA_MAX_RETRIES in-process retries, a ticker's fetch message
@@ -62,8 +117,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"FETCH_QUEUE_URL": "<FetchQueue>", "LOAD_QUEUE_URL": "<LoadQueue>"},
         "unset": set(),
         "send": {"FetchQueue", "LoadQueue"},
-        "get": {"lake/state/*"},
-        "put": set(),
+        "get": {"lake/state/*", RUN_LEDGER},
+        "put": {RUN_LEDGER},
         "list": {"lake/state/*"},
         "secret": False,
     },
@@ -80,8 +135,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"MARKET_DATA_API_CONCURRENCY": "1", "TRANSFORM_QUEUE_URL": "<TransformQueue>", "FETCH_DLQ_URL": "<FetchDLQ>"},
         "unset": {"MARKET_DATA_API_RATE"},
         "send": {"TransformQueue", "FetchDLQ"},
-        "get": set(),
-        "put": {"lake/raw/*"},
+        "get": {RUN_LEDGER},
+        "put": {"lake/raw/*", RUN_LEDGER},
         "list": set(),
         "secret": False,
     },
@@ -94,8 +149,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"LOAD_QUEUE_URL": "<LoadQueue>", "TRANSFORM_DLQ_URL": "<TransformDLQ>"},
         "unset": set(),
         "send": {"LoadQueue", "TransformDLQ"},
-        "get": {"lake/raw/*", "lake/curated/*", "lake/state/*"},
-        "put": {"lake/curated/*", "lake/state/*"},
+        "get": {"lake/raw/*", "lake/curated/*", "lake/state/*", RUN_LEDGER},
+        "put": {"lake/curated/*", "lake/state/*", RUN_LEDGER},
         "list": {"lake/curated/*", "lake/state/*"},
         "secret": False,
     },
@@ -113,9 +168,9 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         },
         "unset": {"WAREHOUSE_SSL_ROOT_CERT"},
         "send": {"LoadDLQ"},
-        "get": {"lake/curated/*", "lake/state/*"},
+        "get": {"lake/curated/*", "lake/state/*", RUN_LEDGER},
         # The load mark, after each successful load.
-        "put": {"lake/state/loaded/*"},
+        "put": {"lake/state/loaded/*", RUN_LEDGER},
         "list": {"lake/curated/*"},
         "secret": True,
     },

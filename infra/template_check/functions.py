@@ -14,6 +14,7 @@ import re
 
 from .cfn import NO_VALUE, Context, Unresolvable, check, referenced, resolve
 from .expected import FUNCTIONS, MAX_RECEIVES, QUEUES
+from .observability import is_freshness, schedule_dead_letter_queues
 
 FETCH_DEFAULT_CONCURRENCY = 5
 SQS_MAX_VISIBILITY = 43200
@@ -296,6 +297,8 @@ def check_queues_and_mappings(ctx: Context) -> None:
             )
             check("RedrivePolicy" not in d, f"{dlq}: a dead-letter queue must not redrive further")
     check(seen == set(consumers), f"functions with an SQS event: {sorted(seen)}, expected {sorted(consumers)}")
+    # The schedules' dead-letter queues (checked in observability).
+    dlqs |= set(schedule_dead_letter_queues(res).values())
     names = {}
     for name, q in queues.items():
         check(name in dlqs or name in consumers.values(), f"{name}: neither consumed by a function nor a dead-letter queue")
@@ -331,8 +334,13 @@ def check_queues_and_mappings(ctx: Context) -> None:
 def check_schedule(ctx: Context) -> None:
     """Sets ctx.schedule to the schedule's logical id (check_outputs needs it)."""
     res, params, sam = ctx.res, ctx.params, ctx.sam
-    schedules = {k: v["Properties"] for k, v in res.items() if v["Type"] == "AWS::Scheduler::Schedule"}
-    if not check(len(schedules) == 1, f"{len(schedules)} AWS::Scheduler::Schedule, expected 1"):
+    # The daily run's; the freshness check's schedule is observability's.
+    schedules = {
+        k: v["Properties"]
+        for k, v in res.items()
+        if v["Type"] == "AWS::Scheduler::Schedule" and not is_freshness(v["Properties"])
+    }
+    if not check(len(schedules) == 1, f"{len(schedules)} AWS::Scheduler::Schedule of the daily run, expected 1"):
         return
     (name, s), = schedules.items()
     ctx.schedule = name

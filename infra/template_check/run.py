@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from .cfn import Context, check, lint, load_template, problems, sam_transform
 from .files import check_events, check_files
+from .glue import check_glue
+from .observability import SUMMARY, check_alarms, check_dashboard, check_local_files, check_logging, check_schedule_dead_letters
 from .functions import check_functions, check_optional_settings, check_outputs, check_queues_and_mappings, check_schedule
 from .security import check_bucket, check_iam
 
@@ -28,12 +30,19 @@ TRANSLATED_CHECKS: list[Check] = [
     check_schedule,
     check_bucket,
     check_iam,
+    check_glue,
     check_outputs,
+    # observability: check_dashboard reads what check_logging found
+    check_logging,
+    check_alarms,
+    check_schedule_dead_letters,
+    check_dashboard,
 ]
 # Run on the SAM template and the working tree, always.
 SOURCE_CHECKS: list[Check] = [
     check_files,
     check_events,
+    check_local_files,
 ]
 
 
@@ -68,8 +77,14 @@ def main() -> int:
         f"{len(cfn['Resources'])} resources after the SAM transform "
         f"({counts.get('AWS::Lambda::Function', 0)} functions, {counts.get('AWS::SQS::Queue', 0)} queues, "
         f"{counts.get('AWS::Lambda::EventSourceMapping', 0)} event source mappings, schedule {ctx.schedule}, "
-        f"{len(set(ctx.roles.values()))} function roles with no managed policy); "
+        f"{len(set(ctx.roles.values()))} function roles with no managed policy, Athena table {ctx.glue_table} with partition projection); "
         f"cfn-lint: 0 errors, {len(ctx.warnings)} warnings; {ctx.events} sample events"
+    )
+    print(
+        f"observability: {SUMMARY.get('alarms')} alarms notifying {SUMMARY.get('topic')}, dashboard of {SUMMARY.get('widgets')} widgets, "
+        f"schedules {', '.join(SUMMARY.get('schedules', []))} with dead-letter queues, SystemLogLevel {'/'.join(sorted(set((SUMMARY.get('system_log_levels') or {}).values())))}; "
+        f"metric names from {SUMMARY.get('metrics_source')}; infra/local/env.json: {SUMMARY.get('env_json')} functions; "
+        f"samconfig.toml: stack {SUMMARY.get('stack')}"
     )
     if ctx.pending:
         print(f"note: function crates not written yet (build will need them): {', '.join(ctx.pending)}")
