@@ -37,7 +37,7 @@ test: python-deps
 ## and a fixed seed) optimised, with more cases and a new seed each run:
 ## MDP_FUZZ_CASES (default 100000) and MDP_FUZZ_SEED (a number replays a run, or random)
 fuzz:
-	MDP_FUZZ_CASES=$(MDP_FUZZ_CASES) MDP_FUZZ_SEED=$(MDP_FUZZ_SEED) $(CARGO) test --release -p mdp-core -p mdp-lake --test 'fuzz_*'
+	MDP_FUZZ_CASES=$(MDP_FUZZ_CASES) MDP_FUZZ_SEED=$(MDP_FUZZ_SEED) $(CARGO) test --release --no-fail-fast -p mdp-core -p mdp-lake --test 'fuzz_*'
 
 python-deps:
 	@$(PYTHON) -c "import pandas, polars, numpy, pyarrow, duckdb, moto, samtranslator, cfnlint" 2>/dev/null || $(PYTHON) -m pip install --quiet -r tests/requirements.txt

@@ -9,6 +9,7 @@ use load::LoadFunction;
 use mdp_aws::{LambdaEnv, SqsQueue, sdk_config_for, sqs_client};
 use mdp_chart::{ChartClient, ChartClientSettings};
 use mdp_core::messages::ScheduleEvent;
+use mdp_core::queue::StageName;
 use mdp_core::{CuratedRow, Lake};
 use mdp_devtools::{ChartReplayServer, MotoServer};
 use mdp_lake::read_history;
@@ -156,12 +157,15 @@ pub async fn stack(chart: &ChartReplayServer, max_retries: u32) -> Stack {
     warehouse.migrate().await.unwrap();
     let queue = Arc::new(SqsQueue::new(sqs.clone()));
     // As the functions' mains set them: fetch concurrent, the others one by one.
-    let batch = |source: &str, dlq: &str, records_in_flight: usize| BatchContext {
-        queue: queue.clone(),
-        source_queue_url: source.to_string(),
-        dead_letter_queue_url: Some(dlq.to_string()),
-        records_in_flight,
-    };
+    let batch =
+        |stage: StageName, source: &str, dlq: &str, records_in_flight: usize| BatchContext {
+            queue: queue.clone(),
+            source_queue_url: source.to_string(),
+            dead_letter_queue_url: Some(dlq.to_string()),
+            records_in_flight,
+            stage,
+            lake: Some(env.lake.clone()),
+        };
     Stack {
         validate: ValidateFunction {
             config: env.config.clone(),
@@ -175,20 +179,25 @@ pub async fn stack(chart: &ChartReplayServer, max_retries: u32) -> Stack {
             source: Arc::new(ChartClient::new(ChartClientSettings::from(&env.config)).unwrap()),
             queue: queue.clone(),
             transform_queue_url: queues.transform.clone(),
-            batch: batch(&queues.fetch, &queues.fetch_dlq, 10),
+            batch: batch(StageName::Fetch, &queues.fetch, &queues.fetch_dlq, 10),
         },
         transform: TransformFunction {
             lake: env.lake.clone(),
             compression: env.config.parquet_compression,
             queue: queue.clone(),
             load_queue_url: queues.load.clone(),
-            batch: batch(&queues.transform, &queues.transform_dlq, 1),
+            batch: batch(
+                StageName::Transform,
+                &queues.transform,
+                &queues.transform_dlq,
+                1,
+            ),
         },
         load: LoadFunction {
             lake: env.lake.clone(),
             warehouse: warehouse.clone(),
             strategy: env.config.load_strategy,
-            batch: batch(&queues.load, &queues.load_dlq, 1),
+            batch: batch(StageName::Load, &queues.load, &queues.load_dlq, 1),
         },
         _moto: moto,
         sqs,

@@ -69,6 +69,11 @@ def lake_file_columns() -> list[tuple[str, str]]:
 # as 403 to fetch and load, which record_stage takes as no record.
 RUN_LEDGER = f"{LAKE_PREFIX}/state/runs/*"
 
+# The records of transient failures each SQS consumer writes for `mdp dlq
+# show` (state/failures/<stage>/<message id>.json), expired after 14 days.
+def FAILURES(stage: str) -> str:
+    return f"{LAKE_PREFIX}/state/failures/{stage}/*"
+
 # Receives per message before the dead-letter queue (every queue's redrive);
 # with MARKET_DATA_MAX_RETRIES in-process retries, a ticker's fetch message
 # makes at most (retries + 1) x MAX_RECEIVES chart requests.
@@ -135,8 +140,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"MARKET_DATA_API_CONCURRENCY": "1", "TRANSFORM_QUEUE_URL": "<TransformQueue>", "FETCH_DLQ_URL": "<FetchDLQ>"},
         "unset": {"MARKET_DATA_API_RATE"},
         "send": {"TransformQueue", "FetchDLQ"},
-        "get": {RUN_LEDGER},
-        "put": {"lake/raw/*", RUN_LEDGER},
+        "get": {RUN_LEDGER, FAILURES("fetch")},
+        "put": {"lake/raw/*", RUN_LEDGER, FAILURES("fetch")},
         "list": set(),
         "secret": False,
     },
@@ -149,8 +154,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"LOAD_QUEUE_URL": "<LoadQueue>", "TRANSFORM_DLQ_URL": "<TransformDLQ>"},
         "unset": set(),
         "send": {"LoadQueue", "TransformDLQ"},
-        "get": {"lake/raw/*", "lake/curated/*", "lake/state/*", RUN_LEDGER},
-        "put": {"lake/curated/*", "lake/state/*", RUN_LEDGER},
+        "get": {"lake/raw/*", "lake/curated/*", "lake/state/*", RUN_LEDGER, FAILURES("transform")},
+        "put": {"lake/curated/*", "lake/state/*", RUN_LEDGER, FAILURES("transform")},
         "list": {"lake/curated/*", "lake/state/*"},
         "secret": False,
     },
@@ -168,9 +173,9 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         },
         "unset": {"WAREHOUSE_SSL_ROOT_CERT"},
         "send": {"LoadDLQ"},
-        "get": {"lake/curated/*", "lake/state/*", RUN_LEDGER},
+        "get": {"lake/curated/*", "lake/state/*", RUN_LEDGER, FAILURES("load")},
         # The load mark, after each successful load.
-        "put": {"lake/state/loaded/*", RUN_LEDGER},
+        "put": {"lake/state/loaded/*", RUN_LEDGER, FAILURES("load")},
         "list": {"lake/curated/*"},
         "secret": True,
     },

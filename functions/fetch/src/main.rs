@@ -30,6 +30,7 @@ async fn main() -> Result<(), Error> {
         transform_queue_url: env
             .required(&env.config.transform_queue_url, "TRANSFORM_QUEUE_URL")?,
         batch: env.batch_context(
+            mdp_core::queue::StageName::Fetch,
             &env.config.fetch_queue_url,
             "FETCH_QUEUE_URL",
             &env.config.fetch_dlq_url,

@@ -76,6 +76,8 @@ async fn every_log_line_of_a_record_carries_stage_request_run_and_ticker() {
             source_queue_url: "fetch".into(),
             dead_letter_queue_url: Some("fetch-dlq".into()),
             records_in_flight: 1,
+            stage: mdp_core::queue::StageName::Fetch,
+            lake: None,
         },
     };
     let mut event = SqsEvent::default();

@@ -25,6 +25,7 @@ async fn main() -> Result<(), Error> {
         warehouse,
         strategy: env.config.load_strategy,
         batch: env.batch_context(
+            mdp_core::queue::StageName::Load,
             &env.config.load_queue_url,
             "LOAD_QUEUE_URL",
             &env.config.load_dlq_url,

@@ -22,6 +22,7 @@ async fn main() -> Result<(), Error> {
         queue: env.queue.clone(),
         load_queue_url: env.required(&env.config.load_queue_url, "LOAD_QUEUE_URL")?,
         batch: env.batch_context(
+            mdp_core::queue::StageName::Transform,
             &env.config.transform_queue_url,
             "TRANSFORM_QUEUE_URL",
             &env.config.transform_dlq_url,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use mdp_core::config::LakeUri;
 use mdp_core::connection::WarehouseConnection;
+use mdp_core::queue::StageName;
 use mdp_core::{Config, Lake, LocalStore, StageError};
 use mdp_lambda::BatchContext;
 
@@ -61,10 +62,12 @@ impl LambdaEnv {
         })
     }
 
-    /// The batch context of a function consuming `source` (its dead-letter
-    /// queue is optional), handling `records_in_flight` records at a time.
+    /// The batch context of `stage`'s function consuming `source` (its
+    /// dead-letter queue is optional), handling `records_in_flight` records at
+    /// a time, recording transient failures in the lake.
     pub fn batch_context(
         &self,
+        stage: StageName,
         source: &Option<String>,
         variable: &str,
         dead_letter: &Option<String>,
@@ -75,6 +78,8 @@ impl LambdaEnv {
             source_queue_url: self.required(source, variable)?,
             dead_letter_queue_url: dead_letter.clone(),
             records_in_flight,
+            stage,
+            lake: Some(self.lake.clone()),
         })
     }
 

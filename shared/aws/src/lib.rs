@@ -17,6 +17,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use mdp_core::ErrorClass;
 
+pub mod dlq;
 mod env;
 mod s3;
 mod sqs;

@@ -4,9 +4,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+};
 use mdp_core::ErrorClass;
-use mdp_core::queue::{GroupedMessage, MAX_BATCH, Queue, QueueError, ServiceError};
+use mdp_core::queue::{
+    ATTR_REASON, DeadLetter, GroupedMessage, MAX_BATCH, MAX_REASON_BYTES, Queue, QueueError,
+    ServiceError, safe_reason,
+};
 
 use crate::{classify, describe};
 
@@ -165,6 +170,42 @@ impl SqsQueue {
     }
 }
 
+/// The bytes SQS counts for a string message attribute: its name, its data
+/// type and its value.
+fn attribute_bytes(name: &str, value: &str) -> usize {
+    name.len() + "String".len() + value.len()
+}
+
+/// The attributes of `letter` that fit beside its body in one message of at
+/// most [`MAX_MESSAGE_BYTES`] (SQS counts body and attributes together): the
+/// reason is cut to what is left, at most [`MAX_REASON_BYTES`], and left out
+/// when nothing is left (SQS refuses an empty value); all are left out when
+/// even the others do not fit (a body at the limit).
+fn letter_attributes(letter: &DeadLetter) -> Vec<(&'static str, String)> {
+    let mut attributes = letter.attributes(MAX_REASON_BYTES);
+    let others: usize = attributes
+        .iter()
+        .filter(|(name, _)| *name != ATTR_REASON)
+        .map(|(name, value)| attribute_bytes(name, value))
+        .sum();
+    let fixed = letter.body.len() + others + attribute_bytes(ATTR_REASON, "");
+    let Some(room) = MAX_MESSAGE_BYTES.checked_sub(fixed) else {
+        let without_reason = letter.body.len() + others;
+        if without_reason > MAX_MESSAGE_BYTES {
+            return Vec::new();
+        }
+        attributes.retain(|(name, _)| *name != ATTR_REASON);
+        return attributes;
+    };
+    for (name, value) in &mut attributes {
+        if *name == ATTR_REASON {
+            *value = safe_reason(&letter.reason, room.min(MAX_REASON_BYTES));
+        }
+    }
+    attributes.retain(|(_, value)| !value.is_empty());
+    attributes
+}
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), QueueError> {
@@ -201,6 +242,55 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(|e| sdk_error(format!("SQS ChangeMessageVisibility on {queue_url}"), e))?;
+        Ok(())
+    }
+
+    /// One SendMessage with the letter's `mdp.*` attributes
+    /// ([`DeadLetter::attributes`], fitted to the message size). On a FIFO
+    /// queue (`….fifo`) in the letter's group (the stage's name when it has
+    /// none) with the letter's own deduplication id, so the same body failing
+    /// again after a redrive is not dropped by content-based deduplication.
+    async fn dead_letter(&self, queue_url: &str, letter: &DeadLetter) -> Result<(), QueueError> {
+        if letter.body.is_empty() {
+            return Err(QueueError::Empty {
+                queue_url: queue_url.to_string(),
+                index: 0,
+            });
+        }
+        if letter.body.len() > MAX_MESSAGE_BYTES {
+            return Err(QueueError::TooLarge {
+                queue_url: queue_url.to_string(),
+                index: 0,
+                bytes: letter.body.len(),
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(&letter.body);
+        for (name, value) in letter_attributes(letter) {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("the data type is set");
+            request = request.message_attributes(name, value);
+        }
+        if queue_url.ends_with(".fifo") {
+            let group = letter
+                .group_id
+                .clone()
+                .unwrap_or_else(|| letter.stage.to_string());
+            request = request
+                .message_group_id(group)
+                .message_deduplication_id(letter.deduplication_id());
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| sdk_error(format!("SQS SendMessage (dead letter) to {queue_url}"), e))?;
         Ok(())
     }
 }
@@ -257,6 +347,51 @@ mod tests {
                 && mdp_core::error::chain(&err).contains("entry 4: InvalidMessageContents"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn dead_letter_attributes_fit_beside_the_body() {
+        use mdp_core::queue::{ATTR_STAGE, ELLIPSIS, StageName};
+        let size = |letter: &DeadLetter, attributes: &[(&str, String)]| {
+            letter.body.len()
+                + attributes
+                    .iter()
+                    .map(|(n, v)| attribute_bytes(n, v))
+                    .sum::<usize>()
+        };
+        let letter = |body_bytes: usize, reason: &str| {
+            DeadLetter::permanent(
+                StageName::Transform,
+                "b".repeat(body_bytes),
+                Some("MSFT".into()),
+                reason,
+            )
+        };
+        // A small body: the whole reason, up to MAX_REASON_BYTES.
+        let small = letter(200, "no such symbol");
+        let attributes = letter_attributes(&small);
+        assert_eq!(attributes.len(), 4);
+        assert_eq!(attributes[3], (ATTR_REASON, "no such symbol".to_string()));
+        let long = letter(200, &"€".repeat(MAX_REASON_BYTES));
+        let reason = &letter_attributes(&long)[3].1;
+        assert!(reason.len() <= MAX_REASON_BYTES && reason.ends_with(ELLIPSIS));
+        // A large body leaves less room: the reason is cut to it.
+        for body in [MAX_MESSAGE_BYTES - 3000, MAX_MESSAGE_BYTES - 200] {
+            let big = letter(body, &"é".repeat(MAX_REASON_BYTES));
+            let attributes = letter_attributes(&big);
+            assert!(size(&big, &attributes) <= MAX_MESSAGE_BYTES, "{body}");
+            assert_eq!(attributes.len(), 4, "{body}");
+            assert!(attributes[3].1.ends_with(ELLIPSIS), "{body}");
+        }
+        // No room for a reason: left out; none for anything: no attributes.
+        let full = letter(MAX_MESSAGE_BYTES - 110, "why");
+        let attributes = letter_attributes(&full);
+        assert!(attributes.iter().all(|(n, _)| *n != ATTR_REASON));
+        assert!(attributes.iter().any(|(n, _)| *n == ATTR_STAGE));
+        assert!(size(&full, &attributes) <= MAX_MESSAGE_BYTES);
+        assert!(letter_attributes(&letter(MAX_MESSAGE_BYTES, "why")).is_empty());
+        // An empty reason is no attribute (SQS refuses empty values).
+        assert_eq!(letter_attributes(&letter(10, "")).len(), 3);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod dlq;
 mod load_bench;
 
 use std::process::ExitCode;
@@ -95,6 +96,11 @@ enum Command {
     Lake {
         #[command(subcommand)]
         action: LakeAction,
+    },
+    /// Dead-letter queues: what is in a stage's and why; move it back.
+    Dlq {
+        #[command(subcommand)]
+        action: dlq::DlqAction,
     },
     /// Serve the bundled recordings as a local chart API (for `make invoke`).
     #[command(hide = true)]
@@ -202,6 +208,30 @@ fn progress_printer() -> std::sync::Arc<dyn Fn(mdp_pipeline::runner::Progress<'_
             writeln!(err, "{line}")
         };
     })
+}
+
+/// The depth of each stage's dead-letter queue whose URL is configured
+/// (none on one machine without queues).
+async fn dead_letter_depths(config: &Config) -> Vec<(&'static str, Result<u64, String>)> {
+    let queues = [
+        ("fetch", &config.fetch_dlq_url),
+        ("transform", &config.transform_dlq_url),
+        ("load", &config.load_dlq_url),
+    ];
+    if queues.iter().all(|(_, url)| url.is_none()) {
+        return Vec::new();
+    }
+    let client = mdp_aws::sqs_client(&mdp_aws::load_sdk_config().await);
+    let mut out = Vec::new();
+    for (stage, url) in queues {
+        if let Some(url) = url {
+            let depth = mdp_aws::dlq::approximate_count(&client, url)
+                .await
+                .map_err(|e| e.message());
+            out.push((stage, depth));
+        }
+    }
+    out
 }
 
 /// Prints a usage error (one line) and gives the exit status 2.
@@ -406,15 +436,34 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             let healthy = statuses
                 .iter()
                 .all(|s| s.status == mdp_pipeline::status::Freshness::UpToDate);
+            let dead_letters = dead_letter_depths(&config).await;
+            let dlq_empty = dead_letters.iter().all(|(_, depth)| matches!(depth, Ok(0)));
             if json {
+                let dlqs: serde_json::Map<String, serde_json::Value> = dead_letters
+                    .iter()
+                    .map(|(stage, depth)| {
+                        let value = match depth {
+                            Ok(n) => serde_json::json!(n),
+                            Err(e) => serde_json::json!({ "error": e }),
+                        };
+                        (stage.to_string(), value)
+                    })
+                    .collect();
+                let report = serde_json::json!({ "tickers": statuses, "dead_letter_queues": dlqs });
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&statuses).expect("statuses serialise")
+                    serde_json::to_string_pretty(&report).expect("status serialises")
                 );
             } else {
                 print!("{}", mdp_pipeline::status::render(&statuses));
+                for (stage, depth) in &dead_letters {
+                    match depth {
+                        Ok(n) => println!("dead-letter queue {stage}: {n} messages"),
+                        Err(e) => println!("dead-letter queue {stage}: unknown ({e})"),
+                    }
+                }
             }
-            Ok(if healthy {
+            Ok(if healthy && dlq_empty {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -451,6 +500,7 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                 ExitCode::SUCCESS
             })
         }
+        Command::Dlq { action } => dlq::run_dlq(action, &config).await,
         Command::Warehouse {
             action: WarehouseAction::Migrate,
         } => {

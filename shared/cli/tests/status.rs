@@ -62,13 +62,16 @@ async fn status_tells_up_to_date_stale_and_failed_tickers_apart() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let by = |t: &str| {
-        json.as_array()
+        json["tickers"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|s| s["ticker"] == t)
             .unwrap()
             .clone()
     };
+    // No queue URLs configured: no dead-letter queue to report.
+    assert!(json["dead_letter_queues"].as_object().unwrap().is_empty());
     assert_eq!(by("MSFT")["status"], "up-to-date");
     assert_eq!(by("MSFT")["lag_sessions"], 0);
     assert_eq!(by("MSFT")["last_date"], "2022-01-28");
@@ -95,8 +98,8 @@ async fn status_tells_up_to_date_stale_and_failed_tickers_apart() {
         &[],
     );
     let json: serde_json::Value = serde_json::from_slice(&before_close.stdout).unwrap();
-    assert_eq!(json[0]["expected"], "2021-12-30");
-    assert_eq!(json[0]["status"], "up-to-date", "{json}");
+    assert_eq!(json["tickers"][0]["expected"], "2021-12-30");
+    assert_eq!(json["tickers"][0]["status"], "up-to-date", "{json}");
 }
 
 /// `mdp run --json` prints the summary for orchestrators; progress goes to

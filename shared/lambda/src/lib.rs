@@ -20,11 +20,12 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 use mdp_core::error::chain;
+use mdp_core::lake::Failure;
 use mdp_core::logging::record_span;
 use mdp_core::messages::{MessageError, StageMessage};
 use mdp_core::metrics::{Metric, Metrics, Stage};
-use mdp_core::queue::{GroupedMessage, Queue, QueueError};
-use mdp_core::{ErrorClass, StageError, Ticker};
+use mdp_core::queue::{DeadLetter, GroupedMessage, Queue, QueueError, StageName};
+use mdp_core::{ErrorClass, Lake, StageError, Ticker};
 use tracing::Instrument;
 
 /// First redelivery delay of a transient failure; doubles per receive.
@@ -45,6 +46,13 @@ pub struct BatchContext {
     /// (each record may wait on retries); transform keeps 1, because two
     /// messages of one ticker must not race on its history.
     pub records_in_flight: usize,
+    /// The stage consuming the queue: the `mdp.stage` of its dead letters
+    /// and the folder of its failure records.
+    pub stage: StageName,
+    /// Where each transient failure is recorded
+    /// (`state/failures/<stage>/<message id>.json`, for `mdp dlq show`
+    /// once the redrive policy dead-letters the message); `None` records nothing.
+    pub lake: Option<Lake>,
 }
 
 /// The outcome of one record, for logs and tests.
@@ -235,6 +243,21 @@ where
             tally(meter, Metric::TransientFailures);
             let delay = retry_delay(count);
             tracing::warn!(message_id = id, receive_count = count, retry_in_s = delay.as_secs(), error = %error.message(), "transient failure: redelivering later");
+            if let (Some(lake), Some(message_id)) = (&ctx.lake, record.message_id.as_deref()) {
+                let reason = error.message();
+                let failure = Failure {
+                    stage: ctx.stage,
+                    message_id,
+                    body: record.body.as_deref(),
+                    error_class: ErrorClass::Transient,
+                    reason: &reason,
+                    receive_count: count,
+                };
+                if let Err(e) = lake.record_failure(failure).await {
+                    // The retry does not depend on it; only `mdp dlq show` loses the reason.
+                    tracing::warn!(message_id = id, error = %chain(&e), "could not record the failure");
+                }
+            }
             if let Some(handle) = &record.receipt_handle
                 && let Err(e) = ctx
                     .queue
@@ -252,16 +275,15 @@ where
             let Some(dlq) = &ctx.dead_letter_queue_url else {
                 return RecordOutcome::RetryLater(Duration::ZERO);
             };
-            let body = record.body.clone().unwrap_or_default();
-            let sent = match message_group(record) {
-                // A FIFO queue's dead-letter queue is FIFO too: same group.
-                Some(group) => {
-                    ctx.queue
-                        .send_grouped(dlq, &[GroupedMessage::new(group, body)])
-                        .await
-                }
-                None => ctx.queue.send(dlq, &[body]).await,
-            };
+            // A FIFO queue's dead-letter queue is FIFO too: same group. The
+            // attributes say why (`mdp dlq list`).
+            let letter = DeadLetter::permanent(
+                ctx.stage,
+                record.body.clone().unwrap_or_default(),
+                message_group(record).map(str::to_string),
+                error.message(),
+            );
+            let sent = ctx.queue.dead_letter(dlq, &letter).await;
             match sent {
                 Ok(()) => {
                     tally(meter, Metric::DeadLettered);
@@ -362,6 +384,8 @@ mod tests {
             source_queue_url: "q-src".into(),
             dead_letter_queue_url: Some("q-dlq".into()),
             records_in_flight: 3,
+            stage: StageName::Fetch,
+            lake: None,
         };
         let mut event = SqsEvent::default();
         event.records = vec![
@@ -403,6 +427,8 @@ mod tests {
             source_queue_url: "q-src".into(),
             dead_letter_queue_url: Some("q-dlq".into()),
             records_in_flight: 1,
+            stage: StageName::Transform,
+            lake: None,
         };
         let mut event = SqsEvent::default();
         event.records = vec![
@@ -435,6 +461,8 @@ mod tests {
             source_queue_url: "q.fifo".into(),
             dead_letter_queue_url: Some("dlq.fifo".into()),
             records_in_flight: 1,
+            stage: StageName::Transform,
+            lake: None,
         };
         let grouped = |id: &str, body: &str, group: &str| {
             let mut r = record(id, body, 1);
@@ -478,6 +506,8 @@ mod tests {
             source_queue_url: "q.fifo".into(),
             dead_letter_queue_url: Some("dlq.fifo".into()),
             records_in_flight: 1,
+            stage: StageName::Transform,
+            lake: None,
         };
         let grouped = |id: &str, body: &str, group: &str| {
             let mut r = record(id, body, 1);
@@ -545,6 +575,8 @@ mod tests {
             source_queue_url: "q".into(),
             dead_letter_queue_url: None,
             records_in_flight: 1,
+            stage: StageName::Transform,
+            lake: None,
         };
         let mut event = SqsEvent::default();
         event.records = vec![record("bad", "poison", 1)];
@@ -556,5 +588,71 @@ mod tests {
         assert_eq!(response.batch_item_failures.len(), 1);
         assert_eq!(metrics.total(Stage::Fetch, Metric::PermanentFailures), 1.0);
         assert_eq!(metrics.total(Stage::Fetch, Metric::DeadLettered), 0.0);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_say_why_and_transient_failures_are_recorded() {
+        let dir = std::env::temp_dir().join(format!(
+            "mdp-lambda-failures-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let lake = Lake::new(Arc::new(mdp_core::LocalStore::new(&dir)));
+        let queue = Arc::new(InMemoryQueue::new());
+        let ctx = BatchContext {
+            queue: queue.clone(),
+            source_queue_url: "q.fifo".into(),
+            dead_letter_queue_url: Some("dlq.fifo".into()),
+            records_in_flight: 1,
+            stage: StageName::Transform,
+            lake: Some(lake.clone()),
+        };
+        let grouped = |id: &str, body: &str, count: u32| {
+            let mut r = record(id, body, count);
+            r.attributes.insert("MessageGroupId".into(), "MSFT".into());
+            r
+        };
+        let mut event = SqsEvent::default();
+        event.records = vec![grouped("bad", r#"{"v":1,"ticker":"MSFT"}"#, 1)];
+        handle_batch(event, &ctx, |_| async {
+            Err(StageError::permanent("malformed message").context("decoding"))
+        })
+        .await;
+        let letters = queue.dead_letters("dlq.fifo");
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].stage, StageName::Transform);
+        assert_eq!(letters[0].error_class, ErrorClass::Permanent);
+        assert_eq!(letters[0].group_id.as_deref(), Some("MSFT"));
+        assert_eq!(letters[0].reason, "decoding: malformed message");
+        // A permanent failure has no failure record: its letter says it all.
+        assert_eq!(
+            lake.read_failure(StageName::Transform, "bad")
+                .await
+                .unwrap(),
+            None
+        );
+
+        for count in [1, 2] {
+            let mut event = SqsEvent::default();
+            event.records = vec![grouped("busy", r#"{"v":1,"ticker":"MSFT"}"#, count)];
+            handle_batch(event, &ctx, |_| async {
+                Err(StageError::transient("HTTP 503"))
+            })
+            .await;
+        }
+        let record = lake
+            .read_failure(StageName::Transform, "busy")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.receive_count, 2);
+        assert_eq!(record.ticker.as_deref(), Some("MSFT"));
+        assert_eq!(record.error_class, ErrorClass::Transient);
+        assert_eq!(record.reason, "HTTP 503");
+        assert!(record.first_failure <= record.last_failure);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
