@@ -17,9 +17,11 @@ The modules:
 - glue: the Athena database and table over the curated zone (location,
   Parquet, the curated files' columns and types, partition keys, partition
   projection of ticker and year; no crawler).
-- observability: the functions' LoggingConfig, the dashboard (metric names
-  read from shared/core/src/metrics.rs), the alarms and their SNS topic, the
-  schedules' dead-letter queues, infra/local/env.json and samconfig.toml.
+- observability: the functions' LoggingConfig and the dashboard (metric
+  names read from shared/core/src/metrics/mod.rs), and the helpers
+  operations shares.
+- operations: the alarms and their SNS topic, the schedules' dead-letter
+  queues, infra/local/env.json and samconfig.toml.
 - run: main(), which runs the checks of CHECKS in order and prints the result.
 
 A new check is a function taking a Context, appended to the right list in run.

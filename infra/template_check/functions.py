@@ -297,7 +297,7 @@ def check_queues_and_mappings(ctx: Context) -> None:
             )
             check("RedrivePolicy" not in d, f"{dlq}: a dead-letter queue must not redrive further")
     check(seen == set(consumers), f"functions with an SQS event: {sorted(seen)}, expected {sorted(consumers)}")
-    # The schedules' dead-letter queues (checked in observability).
+    # The schedules' dead-letter queues (checked in operations).
     dlqs |= set(schedule_dead_letter_queues(res).values())
     names = {}
     for name, q in queues.items():
@@ -334,7 +334,7 @@ def check_queues_and_mappings(ctx: Context) -> None:
 def check_schedule(ctx: Context) -> None:
     """Sets ctx.schedule to the schedule's logical id (check_outputs needs it)."""
     res, params, sam = ctx.res, ctx.params, ctx.sam
-    # The daily run's; the freshness check's schedule is observability's.
+    # The daily run's; the freshness check's schedule is checked in operations.
     schedules = {
         k: v["Properties"]
         for k, v in res.items()

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from .cfn import Context, check, lint, load_template, problems, sam_transform
 from .files import check_events, check_files
 from .glue import check_glue
-from .observability import SUMMARY, check_alarms, check_dashboard, check_local_files, check_logging, check_schedule_dead_letters
+from .observability import SUMMARY, check_dashboard, check_logging
+from .operations import check_alarms, check_local_files, check_schedule_dead_letters
 from .functions import check_functions, check_optional_settings, check_outputs, check_queues_and_mappings, check_schedule
 from .security import check_bucket, check_iam
 
@@ -32,7 +33,7 @@ TRANSLATED_CHECKS: list[Check] = [
     check_iam,
     check_glue,
     check_outputs,
-    # observability: check_dashboard reads what check_logging found
+    # observability and operations: check_dashboard reads what check_logging found
     check_logging,
     check_alarms,
     check_schedule_dead_letters,

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use mdp_core::config::LakeUri;
-use mdp_core::connection::WarehouseConnection;
-use mdp_core::queue::StageName;
-use mdp_core::{Config, Lake, LocalStore, StageError};
+use mdp_core::config::{ConfigError, LakeUri};
+use mdp_core::connection::{ConnectionError, WarehouseConnection};
+use mdp_core::queue::{ServiceError, StageName};
+use mdp_core::{Config, ErrorClass, Lake, LocalStore, StageError};
 use mdp_lambda::BatchContext;
 
 use crate::{S3Store, SqsQueue, describe, s3_client, sqs_client};
@@ -33,10 +33,50 @@ pub fn open_lake(config: &Config, sdk: &SdkConfig) -> Lake {
     }
 }
 
+/// Why a function cannot start: its configuration (never retried: the
+/// same environment fails the same way), or its warehouse secret.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid configuration: {0} is not set; this function needs it")]
+    Missing(String),
+    #[error("reading warehouse secret {arn}")]
+    SecretRead {
+        arn: String,
+        class: ErrorClass,
+        #[source]
+        source: ServiceError,
+    },
+    #[error("warehouse secret {arn} has no string value")]
+    SecretNotText { arn: String },
+    #[error("warehouse secret {arn}")]
+    SecretContent {
+        arn: String,
+        #[source]
+        source: ConnectionError,
+    },
+}
+
+impl EnvError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            EnvError::SecretRead { class, .. } => *class,
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+impl From<EnvError> for StageError {
+    fn from(e: EnvError) -> Self {
+        StageError::with_source(e.class(), e)
+    }
+}
+
 impl LambdaEnv {
     /// Reads and checks the environment; a bad variable is one error line naming it.
     pub async fn load() -> Result<LambdaEnv, StageError> {
-        let config = Config::from_env().map_err(|e| StageError::permanent(e.to_string()))?;
+        let config = Config::from_env().map_err(EnvError::from)?;
         let sdk = crate::load_sdk_config().await;
         Ok(LambdaEnv::new(config, sdk))
     }
@@ -55,11 +95,9 @@ impl LambdaEnv {
 
     /// A variable the function cannot run without.
     pub fn required(&self, value: &Option<String>, variable: &str) -> Result<String, StageError> {
-        value.clone().ok_or_else(|| {
-            StageError::permanent(format!(
-                "invalid configuration: {variable} is not set; this function needs it"
-            ))
-        })
+        value
+            .clone()
+            .ok_or_else(|| EnvError::Missing(variable.to_string()).into())
     }
 
     /// The batch context of `stage`'s function consuming `source` (its
@@ -97,21 +135,23 @@ impl LambdaEnv {
             .secret_id(arn)
             .send()
             .await
-            .map_err(|e| {
-                let message = format!("reading warehouse secret {arn}: {}", describe(&e));
-                match crate::classify(&e) {
-                    mdp_core::ErrorClass::Transient => StageError::transient(message),
-                    mdp_core::ErrorClass::Permanent => StageError::permanent(message),
-                }
+            .map_err(|e| EnvError::SecretRead {
+                arn: arn.clone(),
+                class: crate::classify(&e),
+                source: ServiceError(describe(&e)),
             })?;
-        let text = secret.secret_string().ok_or_else(|| {
-            StageError::permanent(format!("warehouse secret {arn} has no string value"))
-        })?;
+        let text = secret
+            .secret_string()
+            .ok_or_else(|| EnvError::SecretNotText { arn: arn.clone() })?;
         let warehouse = WarehouseConnection::from_secret_with(text, &self.config.warehouse_tls_env)
-            .map_err(|why| StageError::permanent(format!("warehouse secret {arn}: {why}")))?;
-        self.config
+            .map_err(|source| EnvError::SecretContent {
+                arn: arn.clone(),
+                source,
+            })?;
+        Ok(self
+            .config
             .with_warehouse(warehouse)
-            .map_err(|e| StageError::permanent(e.to_string()))
+            .map_err(EnvError::from)?)
     }
 }
 

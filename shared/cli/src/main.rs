@@ -57,9 +57,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Is every ticker up to date? Per ticker: last bar, lag in trading
-    /// sessions, the last run's stages, the warehouse. Exits 1 when any
-    /// ticker is stale or failed.
+    /// Is every ticker up to date, and if not, what failed?
+    ///
+    /// Per ticker: last bar, lag in trading sessions, the last run's stages,
+    /// the warehouse; the dead-letter queues' depths when their URLs are set.
+    /// Exits 1 when any ticker is stale or failed.
     Status {
         /// Comma-separated tickers (default: the default tickers and every ticker in the lake).
         #[arg(long)]

@@ -28,6 +28,8 @@ pub enum ParquetError {
     Encode(#[source] PolarsError),
     #[error("decoding Parquet")]
     Decode(#[source] PolarsError),
+    #[error("corrupt Parquet file ({0})")]
+    Corrupt(String),
     #[error("column {column} is missing or not of type {expected:?}")]
     Column {
         column: &'static str,
@@ -40,6 +42,12 @@ pub enum ParquetError {
         row: usize,
         #[source]
         source: SchemaError,
+    },
+    #[error("column {column} has {len} values for {height} rows")]
+    Length {
+        column: &'static str,
+        len: usize,
+        height: usize,
     },
     #[error("row {row}: {column} is not a valid {expected:?}")]
     OutOfRange {
@@ -180,8 +188,18 @@ pub fn encode_parquet(
 /// [`encode_parquet`] (or any file with the schema's file columns and
 /// types); a file of the earlier layout brings its own ticker column.
 pub fn decode_parquet(bytes: &[u8], ticker: &str) -> Result<Vec<CuratedRow>, ParquetError> {
-    let frame = ParquetReader::new(Cursor::new(bytes))
-        .finish()
+    // polars panics on some corrupt files (the property tests list where):
+    // a corrupt partition is a refused file, not a crashed process.
+    let frame = std::panic::catch_unwind(|| ParquetReader::new(Cursor::new(bytes)).finish())
+        .map_err(|panic| {
+            ParquetError::Corrupt(
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "the Parquet reader gave up".into()),
+            )
+        })?
         .map_err(ParquetError::Decode)?;
     frame_to_rows(&frame, ticker)
 }
@@ -238,6 +256,24 @@ pub fn frame_to_rows(frame: &DataFrame, ticker: &str) -> Result<Vec<CuratedRow>,
             }
         })
         .collect::<Result<_, _>>()?;
+    // A corrupt footer can make a column shorter than the frame (release
+    // builds of polars do not check): refuse it rather than index past it.
+    for (cells, column) in columns.iter().zip(MARKET_DATA.iter()) {
+        let len = match cells {
+            Cells::Text(v) => v.len(),
+            Cells::Date(v) => v.len(),
+            Cells::Float(v) => v.len(),
+            Cells::Int(v) => v.len(),
+            Cells::Timestamp(v) => v.len(),
+        };
+        if len != height {
+            return Err(ParquetError::Length {
+                column: column.name,
+                len,
+                height,
+            });
+        }
+    }
     (0..frame.height())
         .map(|row| {
             let out_of_range = |column: &'static schema::Column| ParquetError::OutOfRange {

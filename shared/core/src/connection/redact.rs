@@ -36,10 +36,29 @@ pub fn redact_url(url: &str) -> String {
         }
         return parsed.to_string();
     }
-    match rest.rsplit_once('@') {
-        Some((_, after)) => format!("{scheme}://***@{}", mask_tail(after)),
-        None => format!("{scheme}://{}", mask_tail(rest)),
+    // Not a URL the parser takes: a password may hold any character, so the
+    // user info is everything up to the last `@` before a `password=`
+    // parameter, and nothing after that parameter is shown.
+    let (head, query_password) = match find_ignore_case(rest, "password=") {
+        Some(at) => (&rest[..at], true),
+        None => (rest, false),
+    };
+    let head = match head.rsplit_once('@') {
+        Some((_, after)) => format!("***@{}", mask_tail(after)),
+        None => mask_tail(head),
+    };
+    if query_password {
+        format!("{scheme}://{head}password=***")
+    } else {
+        format!("{scheme}://{head}")
     }
+}
+
+/// Where `needle` (ASCII) starts in `text`, ignoring ASCII case.
+fn find_ignore_case(text: &str, needle: &str) -> Option<usize> {
+    text.as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 fn mask_tail(tail: &str) -> String {
@@ -49,21 +68,24 @@ fn mask_tail(tail: &str) -> String {
     }
 }
 
+/// The query with the `password` parameter's value masked, and everything
+/// after it too: a password written with a raw `&` runs on past it.
 fn mask_query_password(query: &str) -> String {
-    query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
+    let mut out = Vec::new();
+    for kv in query.split('&') {
+        match kv.split_once('=') {
             Some((k, _))
                 if percent_decode_str(k)
                     .decode_utf8_lossy()
                     .eq_ignore_ascii_case("password") =>
             {
-                format!("{k}=***")
+                out.push(format!("{k}=***"));
+                break;
             }
-            _ => kv.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+            _ => out.push(kv.to_string()),
+        }
+    }
+    out.join("&")
 }
 
 /// `text` with every occurrence of `secret` replaced by `***`, each byte of

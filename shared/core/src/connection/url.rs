@@ -75,6 +75,13 @@ pub(super) fn parse_sqlite(url: &str) -> Result<SqliteTarget, ConnectionError> {
             "sqlite:// needs a path, e.g. sqlite://./data/warehouse.db",
         ));
     }
+    // The configuration trims values: a path with a space at an end would
+    // not survive being written back as a URL.
+    if path.trim() != path {
+        return Err(ConnectionError::Invalid(
+            "a sqlite URL's path cannot start or end with a space",
+        ));
+    }
     Ok(SqliteTarget {
         path: PathBuf::from(path),
         in_memory,
@@ -173,6 +180,9 @@ pub(super) fn parse_server(
     let mut ssl_root_cert = None;
     let mut application_name = None;
     let mut seen: Vec<&'static str> = Vec::new();
+    // After a `password` parameter, an "unknown parameter" may be the rest of
+    // a password written with a raw `&`: never name it then.
+    let mut after_password = false;
     for (name, value) in url.query_pairs() {
         let key: &'static str = match name.as_ref() {
             "sslmode" | "ssl-mode" => "sslmode",
@@ -182,11 +192,17 @@ pub(super) fn parse_server(
             "password" => "password",
             other => {
                 return Err(ConnectionError::UnknownParameter {
-                    name: shown_name(other),
+                    name: if after_password {
+                        "(not shown: it follows the password; write & in a password as %26)"
+                            .to_string()
+                    } else {
+                        shown_name(other)
+                    },
                     accepted: SERVER_PARAMETERS,
                 });
             }
         };
+        after_password |= key == "password";
         if seen.contains(&key) {
             return Err(ConnectionError::RepeatedParameter(key));
         }
