@@ -188,6 +188,7 @@ fn help_lists_the_user_commands_and_hides_the_development_ones() {
             "warehouse",
             "state",
             "lake",
+            "dlq",
             "help"
         ],
         "{stdout}"
