@@ -177,7 +177,9 @@ pub fn encode_parquet(
     let arrow_schema = schema_to_metadata_key(&file_arrow_schema());
     ParquetWriter::new(&mut buf)
         .with_compression(codec)
-        .with_statistics(StatisticsOptions::full())
+        // Min, max and null count on every column chunk (what readers prune
+        // with); distinct counts would cost a hash of every value for nothing.
+        .with_statistics(StatisticsOptions::default())
         .with_key_value_metadata(Some(KeyValueMetadata::Static(vec![arrow_schema])))
         .finish(&mut frame)
         .map_err(ParquetError::Encode)?;
