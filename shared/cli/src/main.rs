@@ -190,7 +190,7 @@ async fn main() -> ExitCode {
 
 /// Progress on stderr: one line rewritten in place on a terminal, a plain
 /// line per finished ticker otherwise (a log file, CI).
-fn progress_printer() -> std::sync::Arc<dyn Fn(mdp_pipeline::runner::Progress<'_>) + Send + Sync> {
+fn progress_printer() -> mdp_pipeline::runner::ProgressCallback {
     use std::io::{IsTerminal, Write};
     let terminal = std::io::stderr().is_terminal();
     std::sync::Arc::new(move |p: mdp_pipeline::runner::Progress<'_>| {

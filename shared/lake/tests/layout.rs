@@ -78,7 +78,7 @@ async fn old_files_are_rewritten_once_with_every_value_kept() {
     let report = migrate_layout(&lake, &ticker, ParquetCompression::Snappy)
         .await
         .unwrap();
-    assert_eq!(report.rewritten, [k2023.clone()]);
+    assert_eq!(report.rewritten, vec![k2023.clone()]);
     assert_eq!(report.unchanged, 1);
     let rewritten = lake.store().get(&k2023).await.unwrap().unwrap();
     assert!(!column_names(&rewritten).contains(&"ticker".to_string()));

@@ -33,8 +33,11 @@ pub struct Pipeline {
     pub source: Arc<dyn MarketDataSource>,
     pub warehouse: Arc<dyn WarehouseLoader>,
     /// Told of each finished ticker (`mdp run` shows progress with it).
-    pub progress: Option<Arc<dyn Fn(Progress<'_>) + Send + Sync>>,
+    pub progress: Option<ProgressCallback>,
 }
+
+/// What `mdp run` passes to be told of each finished ticker.
+pub type ProgressCallback = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
 
 /// One ticker finished, out of `total` in the run.
 pub struct Progress<'a> {

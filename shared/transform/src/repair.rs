@@ -54,11 +54,11 @@ pub async fn rebuild_state(
         match read_partition(lake, ticker, &key).await {
             Ok(rows) => {
                 report.rows += rows.len() as u64;
-                if let Some(last) = rows.iter().max_by_key(|r| r.date()) {
-                    if report.last_date < Some(last.date()) {
-                        report.last_date = Some(last.date());
-                        instrument_type = last.meta.instrument_type.clone().or(instrument_type);
-                    }
+                if let Some(last) = rows.iter().max_by_key(|r| r.date())
+                    && report.last_date < Some(last.date())
+                {
+                    report.last_date = Some(last.date());
+                    instrument_type = last.meta.instrument_type.clone().or(instrument_type);
                 }
                 partitions.insert(year, generation);
             }
