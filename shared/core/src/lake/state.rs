@@ -79,14 +79,15 @@ impl Lake {
     }
 
     /// Records a load; a mark never moves backwards (loads of one ticker can
-    /// finish out of order).
+    /// finish out of order), and one that would not move is not rewritten (a
+    /// reload of an unchanged lake costs no write).
     pub async fn write_load_mark(
         &self,
         ticker: &Ticker,
         mark: &LoadMark,
     ) -> Result<(), StoreError> {
         if let Ok(Some(stored)) = self.read_load_mark(ticker).await
-            && stored.generation > mark.generation
+            && stored.generation >= mark.generation
         {
             return Ok(());
         }
