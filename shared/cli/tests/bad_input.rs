@@ -231,5 +231,11 @@ async fn a_corrupt_partition_fails_its_ticker_and_rebuild_quarantines_it() {
         .into_iter()
         .filter(|r| r.ticker == "MSFT")
         .collect();
-    assert_eq!(msft, lake);
+    // Values, not timestamps: the refetch writes the lake rows anew (new
+    // created_at) while the warehouse upsert keeps the first load's
+    // timestamps, so the two differ whenever the runs straddle a second.
+    assert_eq!(msft.len(), lake.len());
+    for (loaded, in_lake) in msft.iter().zip(&lake) {
+        assert!(loaded.same_values(in_lake), "{loaded:?} != {in_lake:?}");
+    }
 }
