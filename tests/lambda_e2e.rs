@@ -10,7 +10,8 @@ use lambda_stack::*;
 use mdp_devtools::Reply;
 use mdp_lake::decode_parquet;
 use mdp_tests::*;
-use std::time::Duration;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chained_functions_match_the_one_process_run() {
@@ -79,6 +80,92 @@ async fn chained_functions_match_the_one_process_run() {
     }
     reference.cleanup().await;
     stack.close().await;
+}
+
+/// Issue 9 item 1 on S3: the lake the chain wrote is read by pandas, pyarrow
+/// and polars with its s3:// URL alone (endpoint and credentials from the
+/// standard AWS_* variables), ^GSPC decoded from `ticker=%5EGSPC`, the rows
+/// those the chain loaded into the warehouse (tests/check_lake_s3.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_read_the_s3_lake_with_its_url_alone() {
+    let started = Instant::now();
+    let chart = recorded_server().await;
+    chart
+        .add_series(
+            "^GSPC",
+            &mdp_devtools::synthetic_daily_chart("^GSPC", d("2020-11-02"), 120, 9),
+        )
+        .unwrap();
+    let tickers = ["^GSPC", "MSFT", "BTC-USD"];
+    let stack = stack(&chart, 3).await;
+    stack
+        .run_chain(chain_event(&tickers, "2020-11-01", "2021-03-31"), 1)
+        .await;
+    let keys = stack.s3_keys().await;
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("lake/curated/market_data/ticker=%5EGSPC/year=2020/")),
+        "{keys:?}"
+    );
+    let loaded = stack.warehouse.read_rows(None).await.unwrap();
+    assert_eq!(
+        loaded.len(),
+        lake_rows(&stack.validate.lake, &tickers).await.len()
+    );
+    for t in tickers {
+        assert!(loaded.iter().any(|r| r.ticker == t), "{t} loaded");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let expected = dir.path().join("expected.json");
+    std::fs::write(&expected, rows_json(&loaded).to_string()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("check_lake_s3.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("s3://{}/lake/curated/market_data", stack.bucket))
+        .arg(&expected)
+        .env("AWS_ENDPOINT_URL", &stack._moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", mdp_aws::LOCAL_REGION)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("python3 runs (pip install -r tests/requirements.txt)");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "check_lake_s3.py: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+    println!("{stdout}({:.1?})", started.elapsed());
+    stack.close().await;
+}
+
+/// Rows as check_lake_s3.py expects them: one object per row, every column
+/// of the contract, dates as YYYY-MM-DD and instants as UTC microsecond text.
+fn rows_json(rows: &[mdp_core::CuratedRow]) -> serde_json::Value {
+    use mdp_core::schema::{MARKET_DATA, Value};
+    use serde_json::json;
+    rows.iter()
+        .map(|row| {
+            let object = MARKET_DATA.iter().zip(row.values()).map(|(c, v)| {
+                let v = match v {
+                    Value::Text(s) => json!(s),
+                    Value::Date(d) => json!(d.to_string()),
+                    Value::Float(f) => json!(f),
+                    Value::Int(i) => json!(i),
+                    Value::Timestamp(t) => json!(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
+                };
+                (c.name.to_string(), v)
+            });
+            serde_json::Value::Object(object.collect())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
