@@ -17,39 +17,12 @@ use mdp_core::messages::{
 use mdp_core::ticker::Ticker;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{RngAlgorithm, RngSeed};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Number, Value};
 
-const DEFAULT_CASES: u32 = 10_000;
-
-fn fuzz_config(seed: u64) -> ProptestConfig {
-    let cases = std::env::var("MDP_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    let seed = match std::env::var("MDP_FUZZ_SEED").as_deref() {
-        Ok("random") => {
-            use std::hash::{BuildHasher, RandomState};
-            let seed = RandomState::new().hash_one(std::time::SystemTime::now());
-            // Shown with a failure: the run it replays.
-            eprintln!("MDP_FUZZ_SEED={seed}");
-            seed
-        }
-        Ok(v) => v.parse().expect("MDP_FUZZ_SEED is a number or `random`"),
-        Err(_) => seed,
-    };
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(seed),
-        // ChaCha, the default, is most of the time of a debug-build case.
-        rng_algorithm: RngAlgorithm::XorShift,
-        max_shrink_time: 60_000,
-        ..ProptestConfig::default()
-    }
-}
+mod fuzz_support;
+use fuzz_support::fuzz_config;
 
 // ---------------------------------------------------------------- the property
 
