@@ -57,11 +57,16 @@ macro_rules! migrations {
 /// record its version as applied and will not run it again).
 pub(crate) fn migrations(dir: WarehouseKind) -> Vec<Migration> {
     match dir {
-        WarehouseKind::Sqlite => migrations!("sqlite": "001_create_fact_market_data.sql"),
+        WarehouseKind::Sqlite => migrations!(
+            "sqlite":
+            "001_create_fact_market_data.sql",
+            "002_drop_redundant_indexes.sql",
+        ),
         WarehouseKind::Postgres => migrations!(
             "postgres":
             "001_create_fact_market_data.sql",
             "002_adopt_airflow_table.sql",
+            "003_drop_redundant_indexes.sql",
         ),
         WarehouseKind::Redshift => migrations!("redshift": "001_create_fact_market_data.sql"),
     }

@@ -122,7 +122,8 @@ async fn postgres_migrates_the_airflow_table_in_place_and_loads_into_it() {
         ))
         .await;
         // Rows as the Airflow pipeline left them, and one index of its tuning
-        // guide under its own name (migrate must not add a twin).
+        // guide under its own name (migrate must not add a twin, and drops it:
+        // the unique (ticker, date) index serves its queries).
         env.exec(&format!(
             "INSERT INTO {table} (ticker, date, open, high, low, close, volume, sma_7, rsi, currency, \
              exchange, instrument_type, regular_market_price, fifty_two_week_high, fifty_two_week_low, \
@@ -156,8 +157,8 @@ async fn postgres_migrates_the_airflow_table_in_place_and_loads_into_it() {
         let mut expected_indexes = vec![
             format!("{s}.fact_market_data_pkey btree (id)"),
             format!("{s}.fact_market_data_ticker_date_key btree (ticker, date)"),
-            format!("{s}.idx_market_data_ticker_date btree (ticker, date DESC)"),
-            format!("{s}.idx_fact_market_data_ticker btree (ticker)"),
+            // The Airflow guide's (ticker, date DESC) index and our (ticker)
+            // are dropped by 003: the unique (ticker, date) serves their queries.
             format!("{s}.idx_fact_market_data_date btree (date DESC)"),
         ];
         expected_indexes.sort();
@@ -168,7 +169,8 @@ async fn postgres_migrates_the_airflow_table_in_place_and_loads_into_it() {
             got,
             [
                 (1, "create_fact_market_data (table existed: recorded, not run)"),
-                (2, "adopt_airflow_table")
+                (2, "adopt_airflow_table"),
+                (3, "drop_redundant_indexes")
             ]
         );
 

@@ -42,13 +42,18 @@ mod scenarios {
             assert_eq!(type_of(name), want, "{name}");
         }
 
+        // (date DESC) for cross-ticker queries; (ticker) and (ticker, date
+        // DESC), which the unique key serves, are dropped by the last migration.
         let indexes = env.indexes(TABLE).await;
+        assert!(
+            indexes.iter().any(|i| i == "idx_fact_market_data_date"),
+            "{indexes:?}"
+        );
         for name in [
             "idx_fact_market_data_ticker",
-            "idx_fact_market_data_date",
             "idx_fact_market_data_ticker_date",
         ] {
-            assert!(indexes.iter().any(|i| i == name), "{name} in {indexes:?}");
+            assert!(!indexes.iter().any(|i| i == name), "{name} in {indexes:?}");
         }
         // The unique constraint's index (Postgres names it after the constraint).
         if env.db == Db::Postgres {
@@ -76,8 +81,15 @@ mod scenarios {
 
     pub async fn migrations_are_versioned_recorded_and_applied_once(env: Arc<Env>) {
         let expected: &[(i32, &str)] = match env.db {
-            Db::Sqlite => &[(1, "create_fact_market_data")],
-            Db::Postgres => &[(1, "create_fact_market_data"), (2, "adopt_airflow_table")],
+            Db::Sqlite => &[
+                (1, "create_fact_market_data"),
+                (2, "drop_redundant_indexes"),
+            ],
+            Db::Postgres => &[
+                (1, "create_fact_market_data"),
+                (2, "adopt_airflow_table"),
+                (3, "drop_redundant_indexes"),
+            ],
         };
         let wh = env.warehouse(1000).await;
         let first = env.migrations(TABLE).await;
@@ -158,11 +170,76 @@ mod scenarios {
             records[0].1, "create_fact_market_data (table existed: recorded, not run)",
             "{records:?}"
         );
-        assert_eq!(records.len(), if env.db == Db::Postgres { 2 } else { 1 });
-        assert_eq!(env.indexes(TABLE).await, indexes, "no index added twice");
+        assert_eq!(records.len(), if env.db == Db::Postgres { 3 } else { 2 });
+        // No index added twice; the two the unique key serves dropped.
+        let kept: Vec<String> = indexes
+            .into_iter()
+            .filter(|i| {
+                i != "idx_fact_market_data_ticker" && i != "idx_fact_market_data_ticker_date"
+            })
+            .collect();
+        assert_eq!(env.indexes(TABLE).await, kept);
         assert_identical(&wh.read_rows(None).await.unwrap(), &msft);
         wh.migrate().await.unwrap();
         assert_eq!(env.migrations(TABLE).await, records);
+        wh.close().await;
+    }
+
+    /// The tuning guide's query (`WHERE ticker = ? ORDER BY date DESC LIMIT
+    /// 1000`) stays an index scan of the unique (ticker, date) index, with no
+    /// sort, once the (ticker) and (ticker, date DESC) indexes are gone: on
+    /// 100,000 rows of 50 tickers written one ticker after another, as loads
+    /// write them, with statistics, as the planner sees a real table.
+    pub async fn the_tuning_guide_query_is_served_by_the_unique_key(env: Arc<Env>) {
+        let wh = env.warehouse(1000).await; // migrates
+        let table = env.qualified(TABLE);
+        let query =
+            format!("SELECT * FROM {table} WHERE ticker = 'T07' ORDER BY date DESC LIMIT 1000");
+        let plan: Vec<String> = match &env.admin {
+            Admin::Postgres(pool) => {
+                env.exec(&format!(
+                    "INSERT INTO {table} (ticker, date, close, created_at, updated_at) \
+                     SELECT 'T' || lpad((g / 2000)::text, 2, '0'), DATE '2000-01-03' + (g % 2000), g, now(), now() \
+                     FROM generate_series(0, 99999) AS g; ANALYZE {table};"
+                ))
+                .await;
+                sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN {query}")))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+            }
+            Admin::Sqlite(pool) => {
+                env.exec(&format!(
+                    "WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n < 99999) \
+                     INSERT INTO {table} (ticker, date, close, created_at, updated_at) \
+                     SELECT printf('T%02d', n / 2000), date('2000-01-03', '+' || (n % 2000) || ' days'), n, \
+                     '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z' FROM g; ANALYZE;"
+                ))
+                .await;
+                sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {query}")))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect()
+            }
+        };
+        assert_eq!(env.count(TABLE).await, 100_000);
+        let plan = plan.join("\n");
+        let uses_the_key = match env.db {
+            Db::Postgres => {
+                plan.contains("Index Scan Backward using uq_fact_market_data_ticker_date")
+            }
+            // SQLite names a UNIQUE constraint's index after the table.
+            Db::Sqlite => {
+                plan.contains("USING INDEX sqlite_autoindex_fact_market_data_1 (ticker=?)")
+            }
+        };
+        assert!(uses_the_key, "{plan}");
+        for costly in ["Seq Scan", "Sort", "TEMP B-TREE", "SCAN "] {
+            assert!(!plan.contains(costly), "{costly} in {plan}");
+        }
         wh.close().await;
     }
 }
@@ -171,4 +248,5 @@ on_both_backends!(
     migrate_is_idempotent_and_creates_the_contract_table,
     migrations_are_versioned_recorded_and_applied_once,
     a_table_from_before_the_versioning_is_recognised,
+    the_tuning_guide_query_is_served_by_the_unique_key,
 );

@@ -181,7 +181,9 @@ async fn postgres_loads_into_a_legacy_airflow_table() {
             assert!((b.bar.close - r.bar.close).abs() < 1e-6, "{} vs {}", b.bar.close, r.bar.close);
             assert_eq!(b.created_at, r.created_at);
         }
-        assert!(env.indexes(TABLE).await.iter().any(|i| i == "idx_fact_market_data_ticker_date"));
+        let indexes = env.indexes(TABLE).await;
+        assert!(indexes.iter().any(|i| i == "idx_fact_market_data_date"), "{indexes:?}");
+        assert!(!indexes.iter().any(|i| i == "idx_fact_market_data_ticker_date"), "{indexes:?}");
         wh.close().await;
     })
     .await;
