@@ -50,7 +50,10 @@ pub async fn reload_ticker(
 /// Loads, then records in the lake which watermark generation the warehouse
 /// now holds (read before the load, so the record never claims more than
 /// was loaded): the next validate compares it with the watermark and plans
-/// a load of whatever a failed or killed load left out.
+/// a load of whatever a failed or killed load left out. A load of some
+/// partitions records the generation only when it took every partition the
+/// warehouse was missing: otherwise an earlier failed load's years would
+/// count as loaded.
 async fn load_and_record(
     batch: &CuratedBatch<'_>,
     warehouse: &dyn WarehouseLoader,
@@ -59,8 +62,8 @@ async fn load_and_record(
     let ticker = batch.ticker;
     // An unreadable watermark does not stop the load; it only goes unrecorded
     // (validate reports the watermark itself).
-    let generation = match batch.lake.read_watermark(ticker).await {
-        Ok(mark) => Some(mark.map_or(0, |m| m.generation)),
+    let watermark = match batch.lake.read_watermark(ticker).await {
+        Ok(watermark) => Some(watermark),
         Err(e) => {
             tracing::warn!(%ticker, error = %mdp_core::error::chain(&e), "watermark unreadable: the load is not recorded");
             None
@@ -68,17 +71,34 @@ async fn load_and_record(
     };
     let report = warehouse.load(batch, strategy).await?;
     mdp_core::crash::point("load.before_record");
-    if let Some(generation) = generation {
-        let mark = LoadMark {
-            generation,
-            loaded_at: chrono::Utc::now(),
+    let Some(watermark) = watermark else {
+        return Ok(report);
+    };
+    if let (Partitions::Keys(keys), Some(watermark)) = (&batch.partitions, &watermark) {
+        let loaded = match batch.lake.read_load_mark(ticker).await {
+            Ok(mark) => mark.map_or(0, |m| m.generation),
+            // Unreadable: assume nothing loaded, so only a complete load records.
+            Err(_) => 0,
         };
-        batch
-            .lake
-            .write_load_mark(ticker, &mark)
-            .await
-            .map_err(|e| StageError::from(e).context(format!("recording the load of {ticker}")))?;
+        let missed: Vec<i32> = watermark
+            .years_after(loaded)
+            .into_iter()
+            .filter(|year| !keys.contains(&Lake::curated_key(ticker, *year)))
+            .collect();
+        if !missed.is_empty() {
+            tracing::info!(%ticker, ?missed, "the load left out partitions the warehouse misses: not recorded, the next run loads them");
+            return Ok(report);
+        }
     }
+    let mark = LoadMark {
+        generation: watermark.map_or(0, |m| m.generation),
+        loaded_at: chrono::Utc::now(),
+    };
+    batch
+        .lake
+        .write_load_mark(ticker, &mark)
+        .await
+        .map_err(|e| StageError::from(e).context(format!("recording the load of {ticker}")))?;
     Ok(report)
 }
 

@@ -168,3 +168,67 @@ async fn foreign_missing_and_empty_inputs_are_refused_permanently() {
         LoadReport::default()
     );
 }
+
+/// The load mark claims only what the warehouse holds: a load of this run's
+/// partition records the watermark's generation when nothing older is
+/// missing, and not when an earlier load of another year failed (that year
+/// would otherwise never be loaded).
+#[tokio::test]
+async fn a_load_records_its_generation_only_when_nothing_older_is_missing() {
+    use mdp_core::lake::Watermark;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(Arc::new(LocalStore::new(dir.path())));
+    let wh = MemoryWarehouse::new();
+    let msft = ticker("MSFT");
+    let k2024 = put_partition(&lake, &rows("MSFT", 0, 30), 2024).await;
+    let k2025 = put_partition(&lake, &rows("MSFT", 400, 10), 2025).await;
+    let watermark = |generation: u64, partitions: &[(i32, u64)]| Watermark {
+        last_date: NaiveDate::from_ymd_opt(2025, 2, 14).unwrap(),
+        rows: 40,
+        updated_at: Utc::now(),
+        generation,
+        partitions: partitions.iter().copied().collect(),
+        instrument_type: None,
+    };
+    let mark = |lake: &Lake| {
+        let lake = lake.clone();
+        let msft = msft.clone();
+        async move {
+            lake.read_load_mark(&msft)
+                .await
+                .unwrap()
+                .map(|m| m.generation)
+        }
+    };
+
+    // Generation 1 wrote 2024 and its load never happened; generation 2
+    // wrote 2025, and its load names only 2025.
+    lake.write_watermark(&msft, &watermark(2, &[(2024, 1), (2025, 2)]))
+        .await
+        .unwrap();
+    load_stage(&lake, &wh, &request(&msft, vec![k2025.clone()]), Upsert)
+        .await
+        .unwrap();
+    assert_eq!(mark(&lake).await, None, "2024 is still missing");
+
+    // The catch-up loads both: recorded.
+    load_stage(
+        &lake,
+        &wh,
+        &request(&msft, vec![k2024.clone(), k2025.clone()]),
+        Upsert,
+    )
+    .await
+    .unwrap();
+    assert_eq!(mark(&lake).await, Some(2));
+
+    // The daily case: generation 3 rewrote 2025 only, its load names 2025.
+    lake.write_watermark(&msft, &watermark(3, &[(2024, 1), (2025, 3)]))
+        .await
+        .unwrap();
+    load_stage(&lake, &wh, &request(&msft, vec![k2025]), Upsert)
+        .await
+        .unwrap();
+    assert_eq!(mark(&lake).await, Some(3));
+}
