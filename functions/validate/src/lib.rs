@@ -227,6 +227,7 @@ mod tests {
         })
         .unwrap();
         let mark = |last: &str| Watermark {
+            indicator_tail: None,
             last_date: last.parse().unwrap(),
             rows: 10,
             updated_at: chrono::Utc::now(),

@@ -171,6 +171,7 @@ mod tests {
             Config::from_lookup(|k| (k == "MARKET_DATA_BACKFILL_DAYS").then(|| "10".to_string()))
                 .unwrap();
         let mark = |last: &str| Watermark {
+            indicator_tail: None,
             last_date: d(last),
             rows: 5,
             updated_at: Utc::now(),
@@ -322,6 +323,7 @@ mod tests {
         let config = Config::from_lookup(|_| None).unwrap();
         let msft = Ticker::parse("MSFT").unwrap();
         let mark = Watermark {
+            indicator_tail: None,
             last_date: d("2025-01-03"),
             rows: 300,
             updated_at: Utc::now(),

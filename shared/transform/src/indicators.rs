@@ -17,17 +17,87 @@ pub const BB_WINDOW: usize = 20;
 pub const BB_WIDTH: f64 = 2.0;
 pub const VOLATILITY_WINDOW: usize = 20;
 
+/// Closes before a bar that its indicators read: the 20 of the widest window
+/// (the volatility's 20 returns need 20 earlier closes).
+pub const LOOKBACK: usize = 20;
+
+/// The exponential averages after a bar, the only indicator inputs that carry
+/// over from the whole history (everything else reads the last [`LOOKBACK`]
+/// closes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EmaState {
+    pub ema_12: f64,
+    pub ema_26: f64,
+    pub macd_signal: f64,
+}
+
+/// Where a computation resumes: how many bars came before, the last
+/// [`LOOKBACK`] (or all, when fewer) of their closes, and the exponential
+/// averages after the last of them. Resuming from the state a full
+/// computation had at that bar gives bit-identical values, because every
+/// value is computed by the same operations on the same operands.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IndicatorState {
+    bars_before: u64,
+    recent_closes: Vec<f64>,
+    ema: Option<EmaState>,
+}
+
+impl IndicatorState {
+    /// The state after `bars_before` bars, given the last
+    /// min(bars_before, [`LOOKBACK`]) closes and, unless no bar came before,
+    /// the averages after the last one; `None` when they do not fit together
+    /// (a state read back from storage is checked, never trusted).
+    pub fn new(
+        bars_before: u64,
+        recent_closes: Vec<f64>,
+        ema: Option<EmaState>,
+    ) -> Option<IndicatorState> {
+        let expected = bars_before.min(LOOKBACK as u64) as usize;
+        (recent_closes.len() == expected && ema.is_some() == (bars_before > 0)).then_some(
+            IndicatorState {
+                bars_before,
+                recent_closes,
+                ema,
+            },
+        )
+    }
+}
+
 /// Indicators for every bar of `closes` (sorted by date, closes present).
 pub fn compute_indicators(closes: &[f64]) -> Vec<Indicators> {
-    let n = closes.len();
-    let mut out = vec![Indicators::default(); n];
-    if n == 0 {
-        return out;
+    resume_indicators(&IndicatorState::default(), closes).0
+}
+
+/// Indicators of `closes`, the bars that follow `state`, with the
+/// exponential averages after each of them.
+pub fn resume_indicators(
+    state: &IndicatorState,
+    new_closes: &[f64],
+) -> (Vec<Indicators>, Vec<EmaState>) {
+    let n_new = new_closes.len();
+    if n_new == 0 {
+        return (Vec::new(), Vec::new());
     }
-    let ema12 = ema(closes, 12);
-    let ema26 = ema(closes, 26);
+    // The earlier closes, then the new ones; `skip` of them are context.
+    let skip = state.recent_closes.len();
+    let closes: Vec<f64> = state
+        .recent_closes
+        .iter()
+        .chain(new_closes)
+        .copied()
+        .collect();
+    let n = closes.len();
+    // Absolute position of `closes[i]` in the ticker's history is `first + i`.
+    // A state holds either every earlier close (first = 0) or the last
+    // LOOKBACK of them, which is all any window below reaches back.
+    let first = state.bars_before as usize - skip;
+
+    let seeds = state.ema;
+    let ema12 = ema(new_closes, 12, seeds.map(|s| s.ema_12));
+    let ema26 = ema(new_closes, 26, seeds.map(|s| s.ema_26));
     let macd: Vec<f64> = ema12.iter().zip(&ema26).map(|(a, b)| a - b).collect();
-    let signal = ema(&macd, 9);
+    let signal = ema(&macd, 9, seeds.map(|s| s.macd_signal));
     let returns: Vec<Option<f64>> = (0..n)
         .map(|i| {
             if i == 0 {
@@ -50,11 +120,14 @@ pub fn compute_indicators(closes: &[f64]) -> Vec<Indicators> {
         }
     }
 
-    for (i, row) in out.iter_mut().enumerate() {
+    let mut out = vec![Indicators::default(); n_new];
+    for (j, row) in out.iter_mut().enumerate() {
+        let i = skip + j;
+        let position = first + i;
         // The three SMA windows end at i and nest: sum the last 7 closes,
         // extend to 14, then to 20, each window still summed from its values.
         let mut sum = 0.0;
-        for k in 0..SMA_WINDOWS[2].min(i + 1) {
+        for k in 0..SMA_WINDOWS[2].min(position + 1) {
             sum += closes[i - k];
             match k + 1 {
                 7 => row.sma_7 = finite(sum / 7.0),
@@ -63,11 +136,16 @@ pub fn compute_indicators(closes: &[f64]) -> Vec<Indicators> {
                 _ => {}
             }
         }
-        row.ema_12 = finite(ema12[i]);
-        row.macd = finite(macd[i]);
-        row.macd_signal = finite(signal[i]);
-        row.macd_histogram = finite(macd[i] - signal[i]);
-        row.rsi = rsi(&gains, &losses, i);
+        row.ema_12 = finite(ema12[j]);
+        row.macd = finite(macd[j]);
+        row.macd_signal = finite(signal[j]);
+        row.macd_histogram = finite(macd[j] - signal[j]);
+        if position >= RSI_PERIOD {
+            row.rsi = rsi(
+                &gains[i + 1 - RSI_PERIOD..=i],
+                &losses[i + 1 - RSI_PERIOD..=i],
+            );
+        }
         row.bb_middle = row.sma_20;
         if let Some(mid) = row.sma_20
             && let Some(sd) = sample_std_around(&closes[i + 1 - BB_WINDOW..=i], mid)
@@ -75,11 +153,23 @@ pub fn compute_indicators(closes: &[f64]) -> Vec<Indicators> {
             row.bb_upper = finite(mid + BB_WIDTH * sd);
             row.bb_lower = finite(mid - BB_WIDTH * sd);
         }
+        // The first close of a resumed computation is context: its return
+        // belongs to an earlier bar, so no new bar's return is `returns[0]`
+        // unless it is the history's first bar.
         row.daily_return = returns[i];
         row.daily_return_pct = returns[i].and_then(|r| finite(100.0 * r));
-        row.volatility_20d = volatility(&returns[..=i]);
+        if position >= VOLATILITY_WINDOW {
+            row.volatility_20d = volatility(&returns[i + 1 - VOLATILITY_WINDOW..=i]);
+        }
     }
-    out
+    let emas = (0..n_new)
+        .map(|j| EmaState {
+            ema_12: ema12[j],
+            ema_26: ema26[j],
+            macd_signal: signal[j],
+        })
+        .collect();
+    (out, emas)
 }
 
 fn finite(x: f64) -> Option<f64> {
@@ -87,15 +177,19 @@ fn finite(x: f64) -> Option<f64> {
 }
 
 /// EMA with alpha = 2/(span+1), seeded with the first value
-/// (pandas `ewm(span, adjust=False)`).
-fn ema(values: &[f64], span: usize) -> Vec<f64> {
+/// (pandas `ewm(span, adjust=False)`), or continuing from `previous`, the
+/// EMA after the bar before `values[0]`.
+fn ema(values: &[f64], span: usize, previous: Option<f64>) -> Vec<f64> {
     let alpha = 2.0 / (span as f64 + 1.0);
     let mut out = Vec::with_capacity(values.len());
-    let mut prev = values[0];
-    out.push(prev);
-    for &x in &values[1..] {
-        prev = (1.0 - alpha) * prev + alpha * x;
-        out.push(prev);
+    let mut prev = previous;
+    for &x in values {
+        let next = match prev {
+            None => x,
+            Some(p) => (1.0 - alpha) * p + alpha * x,
+        };
+        out.push(next);
+        prev = Some(next);
     }
     out
 }
@@ -110,14 +204,11 @@ fn sample_std_around(window: &[f64], mean: f64) -> Option<f64> {
     finite((ss / (window.len() - 1) as f64).sqrt())
 }
 
-/// RSI with simple averages over the last 14 close-to-close changes.
-fn rsi(gains: &[f64], losses: &[f64], i: usize) -> Option<f64> {
-    if i < RSI_PERIOD {
-        return None;
-    }
-    let window = i + 1 - RSI_PERIOD..=i;
-    let g = gains[window.clone()].iter().sum::<f64>() / RSI_PERIOD as f64;
-    let l = losses[window].iter().sum::<f64>() / RSI_PERIOD as f64;
+/// RSI with simple averages over the last 14 close-to-close changes (the
+/// gains and losses of the window).
+fn rsi(gains: &[f64], losses: &[f64]) -> Option<f64> {
+    let g = gains.iter().sum::<f64>() / RSI_PERIOD as f64;
+    let l = losses.iter().sum::<f64>() / RSI_PERIOD as f64;
     if l == 0.0 {
         Some(if g == 0.0 { 50.0 } else { 100.0 })
     } else {
@@ -125,16 +216,10 @@ fn rsi(gains: &[f64], losses: &[f64], i: usize) -> Option<f64> {
     }
 }
 
-/// 100 × sample standard deviation of the last 20 daily returns.
+/// 100 × sample standard deviation of 20 daily returns.
 fn volatility(returns: &[Option<f64>]) -> Option<f64> {
-    if returns.len() < VOLATILITY_WINDOW {
-        return None;
-    }
     let mut window = [0.0f64; VOLATILITY_WINDOW];
-    for (slot, r) in window
-        .iter_mut()
-        .zip(&returns[returns.len() - VOLATILITY_WINDOW..])
-    {
+    for (slot, r) in window.iter_mut().zip(returns) {
         *slot = (*r)?;
     }
     let mean = window.iter().sum::<f64>() / VOLATILITY_WINDOW as f64;
@@ -228,6 +313,40 @@ mod tests {
                 .flatten()
                 .all(f64::is_finite)
         );
+    }
+
+    /// Resuming after any bar, from the state a full computation had there,
+    /// gives the same bits as the full computation: early bars (windows not
+    /// yet full), a zero close (missing returns), a flat run (zero spread).
+    #[test]
+    fn resuming_after_any_bar_gives_the_full_computation_bit_for_bit() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut closes: Vec<f64> = (0..90)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                50.0 + (rng % 10_000) as f64 / 97.0
+            })
+            .collect();
+        closes[30] = 0.0;
+        closes[50..60].fill(42.0);
+        let full = compute_indicators(&closes);
+        let (_, emas) = resume_indicators(&IndicatorState::default(), &closes);
+        let bits = |r: &Indicators| r.values().map(|v| v.map(f64::to_bits));
+        for split in 0..closes.len() {
+            let recent = closes[split.saturating_sub(LOOKBACK)..split].to_vec();
+            let ema = split.checked_sub(1).map(|i| emas[i]);
+            let state = IndicatorState::new(split as u64, recent, ema).unwrap();
+            let (resumed, resumed_emas) = resume_indicators(&state, &closes[split..]);
+            for (i, row) in resumed.iter().enumerate() {
+                assert_eq!(bits(row), bits(&full[split + i]), "split {split}, bar {i}");
+            }
+            assert_eq!(resumed_emas, emas[split..], "split {split}");
+        }
+        // A state whose closes do not fit its position is refused.
+        assert_eq!(IndicatorState::new(25, vec![1.0; 19], Some(emas[24])), None);
+        assert_eq!(IndicatorState::new(3, vec![1.0; 3], None), None);
     }
 
     #[test]

@@ -8,6 +8,6 @@ pub mod repair;
 pub mod stage;
 
 pub use history::{lake_now, merge_history};
-pub use indicators::compute_indicators;
+pub use indicators::{EmaState, IndicatorState, compute_indicators, resume_indicators};
 pub use repair::{RebuildReport, rebuild_state};
 pub use stage::{TransformOutcome, transform_stage};

@@ -77,6 +77,7 @@ pub async fn rebuild_state(
     match report.last_date {
         Some(last_date) => {
             let mark = Watermark {
+                indicator_tail: None,
                 last_date,
                 rows: report.rows,
                 updated_at: now,

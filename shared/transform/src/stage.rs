@@ -3,15 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use mdp_core::chart::{ChartParseError, parse_chart};
 use mdp_core::config::ParquetCompression;
 use mdp_core::messages::{LoadRequest, MESSAGE_VERSION, TransformRequest};
 use mdp_core::{CuratedRow, ErrorClass, Lake, StageError, StoreError, Watermark};
 
-use mdp_lake::{CuratedError, ParquetError, encode_parquet, read_history};
+use mdp_core::lake::IndicatorTail;
+use mdp_core::row::DailyBar;
+use mdp_lake::{CuratedError, ParquetError, encode_parquet, read_partitions};
 
-use crate::history::merge_history;
+use crate::history::{Resume, merge_span};
 
 /// Why a transform message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,9 @@ pub struct TransformOutcome {
     pub rows_total: u64,
     /// Rows in the partitions rewritten (unchanged partitions are not rewritten).
     pub rows_written: u64,
+    /// Whether the whole history was read and its indicators recomputed
+    /// (rather than resumed from the watermark's tail).
+    pub full_recomputation: bool,
     pub partitions_written: Vec<String>,
     /// The load message; `None` when the range held no bars.
     pub next: Option<LoadRequest>,
@@ -136,30 +141,107 @@ pub async fn transform_stage(
         .read_watermark(ticker)
         .await
         .map_err(TransformError::Watermark)?;
-    let stored = read_history(lake, ticker)
+    let listed = lake
+        .curated_partitions(ticker)
         .await
+        .map_err(|source| CuratedError::Store {
+            key: Lake::curated_prefix(ticker),
+            source,
+        })
         .map_err(TransformError::History)?;
+    let merge = |stored: &[CuratedRow], resume| {
+        merge_span(
+            ticker.as_str(),
+            stored,
+            &incoming,
+            &series.meta,
+            now,
+            resume,
+        )
+    };
+    // A daily run reads the partitions it may rewrite and resumes the
+    // indicators from the watermark's tail; anything else (no tail, a
+    // restatement older than the tail, a lake that does not match the
+    // watermark) reads and recomputes the whole history.
+    let mut incremental = None;
+    if let Some(span_keys) = incremental_span(stored_mark.as_ref(), &listed, &incoming) {
+        let span = read_partitions(lake, ticker, &span_keys)
+            .await
+            .map_err(TransformError::History)?;
+        let mark = stored_mark.as_ref().expect("a span comes from a watermark");
+        let tail = mark.indicator_tail.as_ref().expect("and from its tail");
+        if span_matches_tail(&span, mark.last_date, tail)
+            && let Some(merged) = merge(&span, Resume::FromTail(tail))
+        {
+            incremental = Some((span, merged, mark.rows));
+        }
+    }
+    let full_recomputation = incremental.is_none();
+    let (stored, merged, stored_rows) = match incremental {
+        Some(found) => found,
+        None => {
+            let keys: Vec<String> = listed.iter().map(|(_, key)| key.clone()).collect();
+            let stored = read_partitions(lake, ticker, &keys)
+                .await
+                .map_err(TransformError::History)?;
+            let merged = merge(&stored, Resume::FromFirstBar).expect("needs no stored state");
+            let count = stored.len() as u64;
+            (stored, merged, count)
+        }
+    };
     mdp_core::crash::point("transform.after_history_read");
-    let rows = merge_history(ticker.as_str(), &stored, &incoming, &series.meta, now);
+    let rows = &merged.rows;
     let stored_by_year = group_by_year(&stored);
-    let merged_by_year = group_by_year(&rows);
+    let merged_by_year = group_by_year(rows);
 
     let touched_years: BTreeSet<i32> = incoming.iter().map(|b| b.date.year()).collect();
+    let changed_years: Vec<i32> = merged_by_year
+        .iter()
+        .filter(|(year, year_rows)| {
+            !stored_by_year.get(year).is_some_and(|old| {
+                old.len() == year_rows.len()
+                    && old
+                        .iter()
+                        .zip(year_rows.iter())
+                        .all(|(a, b)| a.same_values(b) && a.updated_at == b.updated_at)
+            })
+        })
+        .map(|(year, _)| *year)
+        .collect();
+
+    let (mut generation, mut partitions) = stored_mark
+        .as_ref()
+        .map(|m| (m.generation, m.partitions.clone()))
+        .unwrap_or_default();
+    let mut adopted = Vec::new();
+    if full_recomputation {
+        if let Some(mark) = &stored_mark
+            && mark.indicator_tail.is_some()
+            && !changed_years.is_empty()
+        {
+            // The partitions below may change years the tail does not cover;
+            // were the process to stop between them, a tail that no longer
+            // matches older years must not be resumed from.
+            lake.write_watermark(
+                ticker,
+                &Watermark {
+                    indicator_tail: None,
+                    ..mark.clone()
+                },
+            )
+            .await
+            .map_err(TransformError::Watermark)?;
+        }
+        adopted = reconcile_partition_map(&mut partitions, &listed, generation);
+    }
+
     let mut written = Vec::new();
     let mut rows_written = 0u64;
     let mut to_load: BTreeSet<i32> = touched_years.clone();
-    for (year, year_rows) in &merged_by_year {
-        let unchanged = stored_by_year.get(year).is_some_and(|old| {
-            old.len() == year_rows.len()
-                && old
-                    .iter()
-                    .zip(year_rows)
-                    .all(|(a, b)| a.same_values(b) && a.updated_at == b.updated_at)
-        });
-        if unchanged {
-            continue;
-        }
-        let key = Lake::curated_key(ticker, *year);
+    to_load.extend(&adopted);
+    for year in changed_years {
+        let year_rows = &merged_by_year[&year];
+        let key = Lake::curated_key(ticker, year);
         let owned: Vec<CuratedRow> = year_rows.iter().map(|r| (*r).clone()).collect();
         let bytes =
             encode_parquet(&owned, compression).map_err(|source| TransformError::Encode {
@@ -174,18 +256,16 @@ pub async fn transform_stage(
                 source,
             })?;
         rows_written += owned.len() as u64;
-        written.push((*year, key));
-        to_load.insert(*year);
+        written.push((year, key));
+        to_load.insert(year);
         mdp_core::crash::point("transform.after_partition");
     }
 
+    let rows_total = stored_rows + merged.added;
     if let Some(last) = rows.last() {
-        let (mut generation, mut partitions) = stored_mark
-            .map(|m| (m.generation, m.partitions))
-            .unwrap_or_default();
-        if !written.is_empty() {
+        if !written.is_empty() || !adopted.is_empty() {
             generation += 1;
-            for (year, _) in &written {
+            for year in written.iter().map(|(year, _)| year).chain(&adopted) {
                 partitions.insert(*year, generation);
             }
         }
@@ -194,11 +274,12 @@ pub async fn transform_stage(
             ticker,
             &Watermark {
                 last_date: last.date(),
-                rows: rows.len() as u64,
+                rows: rows_total,
                 updated_at: now,
                 generation,
                 partitions,
                 instrument_type: last.meta.instrument_type.clone(),
+                indicator_tail: merged.tail.clone(),
             },
         )
         .await
@@ -226,7 +307,8 @@ pub async fn transform_stage(
     });
     Ok(TransformOutcome {
         bars_in_range: incoming.len(),
-        rows_total: rows.len() as u64,
+        rows_total,
+        full_recomputation,
         rows_written,
         partitions_written: written.into_iter().map(|(_, key)| key).collect(),
         next,
@@ -239,4 +321,79 @@ fn group_by_year(rows: &[CuratedRow]) -> BTreeMap<i32, Vec<&CuratedRow>> {
         by_year.entry(row.date().year()).or_default().push(row);
     }
     by_year
+}
+
+/// The partitions a transform resuming from the watermark's tail reads:
+/// every year from the tail's first bar on, and the years of the incoming
+/// bars. `None` when it cannot resume: no tail, incoming bars older than the
+/// tail, or a partition listing that differs from the watermark's (a
+/// partition written by a transform that stopped before its watermark).
+fn incremental_span(
+    mark: Option<&Watermark>,
+    listed: &[(i32, String)],
+    incoming: &[DailyBar],
+) -> Option<Vec<String>> {
+    let mark = mark?;
+    let tail = mark.indicator_tail.as_ref()?;
+    let first = tail.bars.first()?.date;
+    if incoming.iter().any(|bar| bar.date < first) {
+        return None;
+    }
+    let listed_years: BTreeSet<i32> = listed.iter().map(|(year, _)| *year).collect();
+    if !listed_years.iter().eq(mark.partitions.keys()) {
+        return None;
+    }
+    let span = listed
+        .iter()
+        .filter(|(year, _)| {
+            *year >= first.year() || incoming.iter().any(|bar| bar.date.year() == *year)
+        })
+        .map(|(_, key)| key.clone())
+        .collect();
+    Some(span)
+}
+
+/// Whether the stored rows from the tail's first date on are the tail's bars
+/// (same dates, closes and averages) and end at the watermark's last date:
+/// otherwise the lake changed after the watermark was written, and resuming
+/// from the tail would not give the values of a full recomputation.
+fn span_matches_tail(span: &[CuratedRow], last_date: NaiveDate, tail: &IndicatorTail) -> bool {
+    let Some(first) = tail.bars.first() else {
+        return false;
+    };
+    let from_tail: Vec<&CuratedRow> = span.iter().filter(|r| r.date() >= first.date).collect();
+    let bits = |x: Option<f64>| x.map(f64::to_bits);
+    let finite = |x: f64| x.is_finite().then_some(x);
+    from_tail.len() == tail.bars.len()
+        && span.iter().map(CuratedRow::date).max() == Some(last_date)
+        && from_tail.iter().zip(&tail.bars).all(|(row, bar)| {
+            row.date() == bar.date
+                && row.bar.close.to_bits() == bar.close.to_bits()
+                && bits(row.indicators.ema_12) == bits(finite(bar.ema_12))
+                && bits(row.indicators.macd_signal) == bits(finite(bar.macd_signal))
+        })
+}
+
+/// After a full read, the watermark's partition map names exactly the
+/// partitions in the lake: a year that is gone leaves it; a year it did not
+/// know (written by a transform that stopped before its watermark) is
+/// returned, to be recorded as rewritten now, so the load catches it up.
+/// Watermarks from before generations (generation 0) treat every partition
+/// as loaded, as they always did.
+fn reconcile_partition_map(
+    partitions: &mut std::collections::BTreeMap<i32, u64>,
+    listed: &[(i32, String)],
+    generation: u64,
+) -> Vec<i32> {
+    let listed_years: BTreeSet<i32> = listed.iter().map(|(year, _)| *year).collect();
+    partitions.retain(|year, _| listed_years.contains(year));
+    let unknown: Vec<i32> = listed_years
+        .into_iter()
+        .filter(|year| !partitions.contains_key(year))
+        .collect();
+    if generation == 0 {
+        partitions.extend(unknown.iter().map(|year| (*year, 0)));
+        return Vec::new();
+    }
+    unknown
 }

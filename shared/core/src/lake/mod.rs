@@ -16,7 +16,7 @@ use crate::ticker::Ticker;
 pub use failures::{Failure, FailureRecord};
 pub use local::LocalStore;
 pub use runs::{RunRecord, StageOutcome, StageRecord};
-pub use state::{LoadMark, Watermark};
+pub use state::{INDICATOR_TAIL_BARS, IndicatorTail, LoadMark, TailBar, Watermark};
 pub use store::{ObjectStore, StoreError, StoreLock, check_key};
 
 /// Per-ticker locks of one process, shared by every clone of a [`Lake`].
@@ -246,6 +246,7 @@ mod tests {
         let t = Ticker::parse("MSFT").unwrap();
         assert_eq!(lake.read_watermark(&t).await.unwrap(), None);
         let mark = Watermark {
+            indicator_tail: None,
             last_date: "2025-06-30".parse().unwrap(),
             rows: 120,
             updated_at: chrono::Utc::now(),

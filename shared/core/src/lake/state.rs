@@ -32,6 +32,47 @@ pub struct Watermark {
     /// `CRYPTOCURRENCY`, …): which calendar the ticker trades on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instrument_type: Option<String>,
+    /// Where the indicators of the next bars resume from, so a daily
+    /// transform reads the partitions it rewrites instead of the whole
+    /// history. A cache: without it (older watermarks, `mdp state rebuild`,
+    /// a transform that rewrote old years) the transform recomputes in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indicator_tail: Option<IndicatorTail>,
+}
+
+/// Bars an [`IndicatorTail`] keeps: the 20 closes the widest indicator
+/// window reads, and 20 more, so a restatement of the last 20 sessions also
+/// resumes instead of recomputing the history.
+pub const INDICATOR_TAIL_BARS: usize = 40;
+
+/// The ticker's last bars (at most [`INDICATOR_TAIL_BARS`]) with the
+/// exponential averages after each: what the indicators of later bars depend
+/// on (DESIGN.md 5). Floats round-trip exactly through JSON (serde_json's
+/// `float_roundtrip`), so resuming gives the values of a full recomputation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndicatorTail {
+    /// Position of `bars[0]` in the ticker's history (0 for its first bar).
+    pub first_index: u64,
+    pub bars: Vec<TailBar>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TailBar {
+    pub date: NaiveDate,
+    pub close: f64,
+    pub ema_12: f64,
+    pub ema_26: f64,
+    pub macd_signal: f64,
+}
+
+impl TailBar {
+    /// Every value is finite: JSON has no other numbers, and a tail that
+    /// could not be read back would make the whole watermark unreadable.
+    pub fn is_finite(&self) -> bool {
+        [self.close, self.ema_12, self.ema_26, self.macd_signal]
+            .iter()
+            .all(|x| x.is_finite())
+    }
 }
 
 impl Watermark {
