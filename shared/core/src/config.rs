@@ -159,6 +159,9 @@ pub struct Config {
     pub warehouse_table: String,
     pub load_strategy: LoadStrategy,
     pub batch_size: usize,
+    /// Postgres loads of at most this many rows bind them to the statement
+    /// instead of COPYing them into a staging table (0: always COPY).
+    pub direct_load_max_rows: usize,
     /// Connections in the warehouse pool of one process (one warm function).
     pub warehouse_pool_size: u32,
     /// Secrets Manager secret holding the warehouse connection (in AWS).
@@ -374,6 +377,8 @@ impl Config {
             .parse()
             .map_err(|why: String| fail("WAREHOUSE_LOAD_STRATEGY", &strategy_raw, &why))?;
         let batch_size = integer("WAREHOUSE_BATCH_SIZE", 1000, 1, 1_000_000)? as usize;
+        let direct_load_max_rows =
+            integer("WAREHOUSE_DIRECT_LOAD_MAX_ROWS", 1000, 0, 100_000)? as usize;
         let warehouse_pool_size = integer("WAREHOUSE_POOL_SIZE", 4, 1, 100)? as u32;
 
         let warehouse_redshift_iam_role = get(REDSHIFT_IAM_ROLE_VARIABLE);
@@ -416,6 +421,7 @@ impl Config {
             warehouse_table,
             load_strategy,
             batch_size,
+            direct_load_max_rows,
             warehouse_pool_size,
             warehouse_secret_arn: get("WAREHOUSE_SECRET_ARN"),
             warehouse_redshift_iam_role,

@@ -51,6 +51,8 @@ pub struct TableSettings {
     pub table: String,
     /// Rows per statement (SQLite) or per COPY message (Postgres).
     pub batch_size: usize,
+    /// Postgres loads up to this many rows go without a staging table.
+    pub direct_load_max_rows: usize,
     /// Connections in the pool of one process.
     pub pool_size: u32,
 }
@@ -61,6 +63,7 @@ impl TableSettings {
             schema: config.warehouse_schema.clone(),
             table: config.warehouse_table.clone(),
             batch_size: config.batch_size.max(1),
+            direct_load_max_rows: config.direct_load_max_rows,
             pool_size: config.warehouse_pool_size,
         }
     }

@@ -1,4 +1,5 @@
-//! Loads on both backends (SQLite file, Postgres schema): every strategy,
+//! Loads on both backends (SQLite file, Postgres schema; Postgres both with
+//! rows bound to the statement and through COPY): every strategy,
 //! round trips, idempotence, concurrency, failures and refusals.
 
 mod common;
@@ -377,7 +378,7 @@ mod scenarios {
     }
 }
 
-on_both_backends!(
+on_every_load_path!(
     the_same_load_twice_at_once_leaves_one_copy,
     load_then_read_gives_back_identical_rows,
     upsert_twice_changes_nothing,

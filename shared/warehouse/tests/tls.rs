@@ -595,6 +595,7 @@ async fn by_default_a_server_certificate_is_verified() {
         schema: "public".into(),
         table: "fact_market_data".into(),
         batch_size: 1000,
+        direct_load_max_rows: 1000,
         pool_size: 1,
     };
     let err = match timeout(CONNECT, PostgresWarehouse::connect(&target, &settings)).await {

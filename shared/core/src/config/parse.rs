@@ -63,6 +63,7 @@ impl fmt::Debug for Config {
             warehouse_table,
             load_strategy,
             batch_size,
+            direct_load_max_rows,
             warehouse_pool_size,
             warehouse_secret_arn,
             warehouse_redshift_iam_role,
@@ -98,6 +99,7 @@ impl fmt::Debug for Config {
             .field("warehouse_table", warehouse_table)
             .field("load_strategy", load_strategy)
             .field("batch_size", batch_size)
+            .field("direct_load_max_rows", direct_load_max_rows)
             .field("warehouse_pool_size", warehouse_pool_size)
             .field("warehouse_secret_arn", warehouse_secret_arn)
             .field("warehouse_redshift_iam_role", warehouse_redshift_iam_role)

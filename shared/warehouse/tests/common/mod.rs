@@ -168,6 +168,8 @@ pub enum Admin {
 
 pub struct Env {
     pub db: Db,
+    /// Postgres loads always COPY through the staging table (no direct loads).
+    pub copy_only: bool,
     pub url: String,
     pub schema: String,
     pub admin: Admin,
@@ -189,6 +191,7 @@ impl Env {
                 let admin = SqlitePool::connect(&url).await.unwrap();
                 Env {
                     db,
+                    copy_only: false,
                     url,
                     schema: "ignored_by_sqlite".into(),
                     admin: Admin::Sqlite(admin),
@@ -207,6 +210,7 @@ impl Env {
                     });
                 Env {
                     db,
+                    copy_only: false,
                     url,
                     schema,
                     admin: Admin::Postgres(admin),
@@ -231,11 +235,16 @@ impl Env {
     }
 
     pub fn config(&self, table: &str, batch_size: usize) -> Config {
+        let direct_load_max_rows = if self.copy_only { "0" } else { "1000" };
         config(&[
             ("WAREHOUSE_URL", self.url.clone()),
             ("WAREHOUSE_SCHEMA", self.schema.clone()),
             ("WAREHOUSE_TABLE_MARKET_DATA", table.to_string()),
             ("WAREHOUSE_BATCH_SIZE", batch_size.to_string()),
+            (
+                "WAREHOUSE_DIRECT_LOAD_MAX_ROWS",
+                direct_load_max_rows.into(),
+            ),
         ])
     }
 
@@ -406,7 +415,27 @@ where
     F: FnOnce(Arc<Env>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let env = Arc::new(Env::new(db).await);
+    run_in(Env::new(db).await, scenario).await
+}
+
+/// [`run`] on Postgres with every load going through COPY and the staging
+/// table, the way loads of more than WAREHOUSE_DIRECT_LOAD_MAX_ROWS go.
+pub async fn run_copy_only<F, Fut>(scenario: F)
+where
+    F: FnOnce(Arc<Env>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut env = Env::new(Db::Postgres).await;
+    env.copy_only = true;
+    run_in(env, scenario).await
+}
+
+async fn run_in<F, Fut>(env: Env, scenario: F)
+where
+    F: FnOnce(Arc<Env>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let env = Arc::new(env);
     let outcome = tokio::spawn(scenario(env.clone())).await;
     env.cleanup().await;
     if let Err(e) = outcome {
@@ -426,6 +455,30 @@ macro_rules! on_both_backends {
             #[tokio::test]
             async fn postgres() {
                 $crate::common::run($crate::common::Db::Postgres, $crate::scenarios::$scenario).await;
+            }
+        }
+    )*};
+}
+
+/// [`on_both_backends`] plus Postgres with every load through COPY: the
+/// load scenarios hold for both ways Postgres loads.
+#[macro_export]
+macro_rules! on_every_load_path {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn sqlite() {
+                $crate::common::run($crate::common::Db::Sqlite, $crate::scenarios::$scenario).await;
+            }
+
+            #[tokio::test]
+            async fn postgres_direct() {
+                $crate::common::run($crate::common::Db::Postgres, $crate::scenarios::$scenario).await;
+            }
+
+            #[tokio::test]
+            async fn postgres_copy() {
+                $crate::common::run_copy_only($crate::scenarios::$scenario).await;
             }
         }
     )*};
