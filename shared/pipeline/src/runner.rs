@@ -1,6 +1,7 @@
 //! Drives the four stages in one process. Each ticker runs fetch → transform
-//! → load on its own, up to five at a time (the original's API pool size);
-//! one ticker's failure never stops the others.
+//! → load as its own task, up to five at a time (the original's API pool
+//! size), so the tickers in flight use every core; one ticker's failure
+//! never stops the others.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,7 +12,7 @@ use futures::FutureExt;
 
 use chrono::NaiveDate;
 use mdp_chart::{ChartClient, ChartClientSettings, fetch_stage};
-use mdp_core::config::LakeUri;
+use mdp_core::config::{LakeUri, LoadStrategy, ParquetCompression};
 use mdp_core::lake::StageOutcome;
 use mdp_core::messages::{FetchRequest, ScheduleEvent, new_run_id, run_started_at};
 use mdp_core::source::MarketDataSource;
@@ -89,11 +90,12 @@ impl Pipeline {
         // killed): loads read the lake as it is, so order does not matter.
         let mut caught_up: HashMap<String, Result<(LoadReport, Duration), StageError>> =
             HashMap::new();
+        let stages = self.stages();
         for request in &plan.catch_up {
             let clock = Instant::now();
             let result = isolated(
                 &request.ticker,
-                self.recorded(
+                stages.recorded(
                     (&request.ticker, &request.run_id),
                     "load",
                     load_stage(
@@ -115,9 +117,22 @@ impl Pipeline {
         let runs = plan.fetches.iter().map(|request| {
             let limit = limit.clone();
             let finished = &finished;
+            let stages = self.stages();
+            let request = request.clone();
             async move {
                 let _permit = limit.acquire().await.expect("semaphore is never closed");
-                let summary = self.run_ticker(request).await;
+                // A task per ticker: parsing, indicators and Parquet encoding
+                // of the tickers in flight run on every core.
+                let ticker = request.ticker.clone();
+                let summary = tokio::spawn(async move { stages.run_ticker(&request).await })
+                    .await
+                    .unwrap_or_else(|e| {
+                        let mut s = TickerSummary::new(ticker.as_str());
+                        s.outcome = TickerOutcome::Failed(StageError::permanent(format!(
+                            "{ticker}: internal error ({e})"
+                        )));
+                        s
+                    });
                 if let Some(progress) = &self.progress {
                     let done = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     progress(Progress {
@@ -161,6 +176,72 @@ impl Pipeline {
         })
     }
 
+    /// What one ticker's work needs, owned, so it can run as its own task.
+    fn stages(&self) -> Stages {
+        Stages {
+            lake: self.lake.clone(),
+            source: self.source.clone(),
+            warehouse: self.warehouse.clone(),
+            compression: self.config.parquet_compression,
+            strategy: self.config.load_strategy,
+        }
+    }
+
+    /// `mdp load`: reloads the warehouse from the curated lake, for the named
+    /// tickers or every ticker the lake holds.
+    pub async fn reload(
+        &self,
+        tickers: Option<Vec<Ticker>>,
+    ) -> Result<Vec<(Ticker, Result<LoadReport, StageError>)>, StageError> {
+        let tickers = match tickers {
+            Some(t) => t,
+            None => self.lake.curated_tickers().await?,
+        };
+        // Several tickers at a time, each its own task: one ticker's decoding
+        // overlaps another's COPY, and both cores decode.
+        let limit = Arc::new(Semaphore::new(TICKER_CONCURRENCY));
+        let loads = tickers.into_iter().map(|ticker| {
+            let limit = limit.clone();
+            let stages = self.stages();
+            async move {
+                let _permit = limit.acquire().await.expect("semaphore is never closed");
+                let task_ticker = ticker.clone();
+                let result = tokio::spawn(async move {
+                    isolated(
+                        &task_ticker,
+                        reload_ticker(
+                            &stages.lake,
+                            stages.warehouse.as_ref(),
+                            &task_ticker,
+                            stages.strategy,
+                        ),
+                    )
+                    .await
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StageError::permanent(format!(
+                        "{ticker}: internal error ({e})"
+                    )))
+                });
+                (ticker, result)
+            }
+        });
+        Ok(futures::future::join_all(loads).await)
+    }
+}
+
+/// The stages of one ticker, with what they need.
+#[derive(Clone)]
+struct Stages {
+    lake: Lake,
+    source: Arc<dyn MarketDataSource>,
+    warehouse: Arc<dyn WarehouseLoader>,
+    compression: ParquetCompression,
+    strategy: LoadStrategy,
+}
+
+impl Stages {
     async fn run_ticker(&self, request: &FetchRequest) -> TickerSummary {
         let mut s = TickerSummary::new(request.ticker.as_str());
         s.range = Some((request.start, request.end));
@@ -198,12 +279,7 @@ impl Pipeline {
             .recorded(
                 (&request.ticker, &request.run_id),
                 "transform",
-                transform_stage(
-                    &self.lake,
-                    &transform_request,
-                    self.config.parquet_compression,
-                    now,
-                ),
+                transform_stage(&self.lake, &transform_request, self.compression, now),
             )
             .await?;
         s.transform_time = clock.elapsed();
@@ -221,7 +297,7 @@ impl Pipeline {
                     &self.lake,
                     self.warehouse.as_ref(),
                     &load_request,
-                    self.config.load_strategy,
+                    self.strategy,
                 ),
             )
             .await?;
@@ -258,33 +334,6 @@ impl Pipeline {
             tracing::warn!(%ticker, error = %mdp_core::error::chain(&e), "run ledger not written");
         }
         result
-    }
-
-    /// `mdp load`: reloads the warehouse from the curated lake, for the named
-    /// tickers or every ticker the lake holds.
-    pub async fn reload(
-        &self,
-        tickers: Option<Vec<Ticker>>,
-    ) -> Result<Vec<(Ticker, Result<LoadReport, StageError>)>, StageError> {
-        let tickers = match tickers {
-            Some(t) => t,
-            None => self.lake.curated_tickers().await?,
-        };
-        let mut results = Vec::with_capacity(tickers.len());
-        for ticker in tickers {
-            let result = isolated(
-                &ticker,
-                reload_ticker(
-                    &self.lake,
-                    self.warehouse.as_ref(),
-                    &ticker,
-                    self.config.load_strategy,
-                ),
-            )
-            .await;
-            results.push((ticker, result));
-        }
-        Ok(results)
     }
 }
 
