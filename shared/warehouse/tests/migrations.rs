@@ -79,6 +79,21 @@ mod scenarios {
         wh.close().await;
     }
 
+    /// Every version recorded is not enough: a contract column someone
+    /// dropped since makes migrate fail, naming it (the quick check of an
+    /// up-to-date schema must not hide it).
+    pub async fn a_recorded_schema_missing_a_column_is_refused(env: Arc<Env>) {
+        let wh = env.warehouse(1000).await;
+        env.exec(&format!(
+            "ALTER TABLE {} DROP COLUMN rsi",
+            env.qualified(TABLE)
+        ))
+        .await;
+        let err = wh.migrate().await.unwrap_err();
+        assert_permanent(err.into(), &["has no column rsi"]);
+        wh.close().await;
+    }
+
     pub async fn migrations_are_versioned_recorded_and_applied_once(env: Arc<Env>) {
         let expected: &[(i32, &str)] = match env.db {
             Db::Sqlite => &[
@@ -245,6 +260,7 @@ mod scenarios {
 }
 
 on_both_backends!(
+    a_recorded_schema_missing_a_column_is_refused,
     migrate_is_idempotent_and_creates_the_contract_table,
     migrations_are_versioned_recorded_and_applied_once,
     a_table_from_before_the_versioning_is_recognised,
