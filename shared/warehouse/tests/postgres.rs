@@ -181,6 +181,16 @@ async fn postgres_loads_into_a_legacy_airflow_table() {
             assert!((b.bar.close - r.bar.close).abs() < 1e-6, "{} vs {}", b.bar.close, r.bar.close);
             assert_eq!(b.created_at, r.created_at);
         }
+        // A load too large to go direct, of a ticker the table does not
+        // hold: COPY cannot go straight into DECIMAL columns, so it stages.
+        let mut aapl = rows("AAPL", 0, 1500);
+        for r in &mut aapl {
+            r.meta.fifty_two_week_high = Some(200.0);
+            r.meta.fifty_two_week_low = Some(50.0);
+            r.bar.volume = Some(1000);
+        }
+        assert_eq!(wh.load_rows(&ticker("AAPL"), &aapl, Upsert).await.unwrap(), report(1500, 1500, 0, 0));
+        assert_eq!(wh.read_rows(Some(&ticker("AAPL"))).await.unwrap().len(), 1500);
         let indexes = env.indexes(TABLE).await;
         assert!(indexes.iter().any(|i| i == "idx_fact_market_data_date"), "{indexes:?}");
         assert!(!indexes.iter().any(|i| i == "idx_fact_market_data_ticker_date"), "{indexes:?}");

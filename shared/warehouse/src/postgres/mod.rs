@@ -51,6 +51,10 @@ pub struct PostgresWarehouse {
     table: String,
     batch_size: usize,
     direct_load_max_rows: usize,
+    /// Whether the table's contract columns have exactly the types binary
+    /// COPY sends (the table migrate creates; not an adopted Airflow table
+    /// with DECIMAL prices), checked once per process.
+    copies_into_table: tokio::sync::OnceCell<bool>,
     secrets: Secrets,
     description: String,
 }
@@ -81,6 +85,7 @@ impl PostgresWarehouse {
             table: settings.table.clone(),
             batch_size: settings.batch_size.max(1),
             direct_load_max_rows: settings.direct_load_max_rows,
+            copies_into_table: tokio::sync::OnceCell::new(),
             secrets,
             description: format!(
                 "postgres {redacted} table {}.{}",
@@ -105,6 +110,11 @@ impl PostgresWarehouse {
     ) -> Result<LoadReport, WarehouseError> {
         let what = format!("loading {ticker} into {}", self.qualified_name());
         let started = Instant::now();
+        let copies_into_table = *self
+            .copies_into_table
+            .get_or_try_init(|| exact_column_types(&self.pool, &self.schema, &self.table))
+            .await
+            .map_err(self.fail(what.clone()))?;
         let mut tx = self
             .pool
             .begin()
@@ -124,6 +134,7 @@ impl PostgresWarehouse {
                 strategy,
                 batch_size: self.batch_size,
                 direct_load_max_rows: self.direct_load_max_rows,
+                copies_into_table,
             };
             load_in(&mut tx, &target, &job)
                 .await
@@ -232,6 +243,7 @@ struct Job<'a> {
     strategy: LoadStrategy,
     batch_size: usize,
     direct_load_max_rows: usize,
+    copies_into_table: bool,
 }
 
 /// How long the first connection may take before the warehouse counts as unreachable.
@@ -381,6 +393,19 @@ async fn load_in(
     // arrays spare a small load the staging table's creation, catalog churn
     // and COPY round trips, which cost more than its rows.
     let direct = job.rows.len() <= job.direct_load_max_rows;
+    if !direct && job.copies_into_table && !ticker_in_table(conn, target, job.ticker).await? {
+        // The table holds nothing of the ticker (a backfill, a reload into
+        // a new warehouse), and the ticker's lock keeps it so: every
+        // strategy comes down to inserting the rows, which COPY does
+        // straight into the table, sparing the staging table's second
+        // write of every row.
+        copy_rows(conn, target, job.rows, job.batch_size).await?;
+        return Ok(LoadReport {
+            rows_in: job.rows.len(),
+            inserted: job.rows.len() as u64,
+            ..LoadReport::default()
+        });
+    }
     let cols = all_columns("");
     let source = if direct {
         // Unconstrained element types: the assignment to the table's
@@ -453,6 +478,42 @@ async fn load_in(
         }
     }
     Ok(report)
+}
+
+async fn ticker_in_table(
+    conn: &mut PgConnection,
+    target: &str,
+    ticker: &str,
+) -> Result<bool, Failure> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {target} WHERE \"ticker\" = $1)");
+    Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(ticker)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// Whether every contract column of the table has the type binary COPY
+/// sends for it ([`pg_type`], length limits aside).
+async fn exact_column_types(pool: &PgPool, schema: &str, table: &str) -> Result<bool, Failure> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, format_type(atttypid, NULL) FROM pg_catalog.pg_attribute \
+         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+    )
+    .bind(target(schema, table))
+    .fetch_all(pool)
+    .await?;
+    Ok(MARKET_DATA.iter().all(|column| {
+        let expected = match column.ty {
+            ColumnType::Ticker => "character varying",
+            ColumnType::Date => "date",
+            ColumnType::Float => "double precision",
+            ColumnType::Int => "bigint",
+            ColumnType::Text => "text",
+            ColumnType::Timestamp => "timestamp with time zone",
+        };
+        rows.iter()
+            .any(|(name, ty)| name == column.name && ty == expected)
+    }))
 }
 
 /// The array element type a column's values are bound as.
