@@ -5,11 +5,17 @@ PYTHON ?= python3
 # Where the Postgres tests and the benchmark load (a scratch schema per test).
 MDP_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 export MDP_TEST_POSTGRES_URL
+# Where `make bench` and `make bench-check` write their figures, and the
+# baseline `make bench-check` compares with (`make bench-baseline` records it).
+BENCH_JSON ?= target/bench.json
+BENCH_QUICK_JSON ?= target/bench-quick.json
+BENCH_BASELINE ?= infra/bench/baseline.json
+MDP_BENCH = RUST_LOG=$${RUST_LOG:-warn} $(CARGO) run --quiet --profile bench -p mdp -- bench --postgres-url $(MDP_TEST_POSTGRES_URL)
 # Cases per property and seed of `make fuzz`.
 MDP_FUZZ_CASES ?= 100000
 MDP_FUZZ_SEED ?= random
 
-.PHONY: demo run load migrate test fuzz python-deps lint fmt mdp build lambda-tools invoke measure-lambdas deploy bench clean
+.PHONY: demo run load migrate test fuzz python-deps lint fmt mdp build lambda-tools invoke measure-lambdas deploy bench bench-check bench-baseline clean
 
 ## demo: the whole pipeline offline on bundled recorded responses, into ./data
 demo:
@@ -27,10 +33,11 @@ load:
 migrate:
 	$(CARGO) run --quiet -p mdp -- warehouse migrate
 
-## test: every test of the workspace and the offline template check
+## test: every test of the workspace, the offline template check and the bench guard's own tests
 ## (needs the local Postgres; installs the Python tools if missing)
 test: python-deps
 	$(PYTHON) infra/check_template.py
+	$(PYTHON) -m unittest discover -s infra/bench -p 'test_*.py'
 	$(CARGO) test --workspace
 
 ## fuzz: the property tests (shared/*/tests/fuzz_*.rs; make test runs them with 10,000 cases each
@@ -80,9 +87,22 @@ deploy: lambda-tools
 	sam build
 	sam deploy --guided
 
-## bench: 10-year backfill into Postgres per stage, and indicators over 1M bars
+## bench: every figure of the performance goals (backfills, daily runs after 1 and 31 years,
+## 500 tickers with peak memory, the tuning guide's query, mdp load vs psql \copy), into $(BENCH_JSON)
 bench:
-	$(CARGO) run --quiet --profile bench -p mdp -- bench --postgres-url $(MDP_TEST_POSTGRES_URL)
+	$(MDP_BENCH) --json $(BENCH_JSON)
+
+## bench-check: the quick bench (100 tickers) and its ratios against $(BENCH_BASELINE);
+## fails when one got more than 2x worse (absolute times are only printed)
+bench-check:
+	$(MDP_BENCH) --quick --json $(BENCH_QUICK_JSON)
+	$(PYTHON) infra/bench/check_bench.py $(BENCH_BASELINE) $(BENCH_QUICK_JSON)
+
+## bench-baseline: record $(BENCH_BASELINE) as the median of three quick benches on this machine
+## (review, then commit it)
+bench-baseline:
+	for run in 1 2 3; do $(MDP_BENCH) --quick --json target/bench-baseline-$$run.json || exit 1; done
+	$(PYTHON) infra/bench/check_bench.py --record $(BENCH_BASELINE) target/bench-baseline-1.json target/bench-baseline-2.json target/bench-baseline-3.json
 
 clean:
 	rm -rf data

@@ -5,11 +5,10 @@
 mod bench;
 mod demo;
 mod dlq;
-mod load_bench;
 
 use std::process::ExitCode;
 
-use bench::{BenchOptions, run_bench};
+use bench::{BenchMode, BenchOptions, run_bench};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use demo::run_demo;
@@ -114,16 +113,22 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         synthetic_years: u32,
     },
-    /// Time a 10-year backfill into Postgres and the indicators over 1M bars (`make bench`).
+    /// Measure the pipeline against the local chart server and Postgres (`make bench`).
     #[command(hide = true)]
     Bench {
-        /// Years of daily bars in the backfill.
+        /// CI size: 100 tickers and 250,000 bars unless given (`make bench-check`).
+        #[arg(long)]
+        quick: bool,
+        /// Write every figure and ratio as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<std::path::PathBuf>,
+        /// Years of daily bars in the one-ticker backfill.
         #[arg(long, default_value_t = 10)]
         years: u32,
-        /// Closes the indicators are computed over.
-        #[arg(long, default_value_t = 1_000_000)]
-        bars: usize,
-        /// Postgres to load into (scratch schemas mdp_bench and mdp_bench_load are recreated).
+        /// Closes the indicators are computed over (default 1,000,000; 250,000 with --quick).
+        #[arg(long)]
+        bars: Option<usize>,
+        /// Postgres to load into (scratch schemas mdp_bench, mdp_bench_run and mdp_bench_load are recreated).
         #[arg(
             long,
             env = "MDP_BENCH_POSTGRES_URL",
@@ -131,12 +136,13 @@ enum Command {
             default_value = DEFAULT_BENCH_POSTGRES_URL
         )]
         postgres_url: String,
-        /// Tickers in the warehouse load comparison (0 skips it).
-        #[arg(long, default_value_t = 400)]
-        load_tickers: usize,
-        /// Years of daily rows per ticker in the load comparison.
-        #[arg(long, default_value_t = 10)]
-        load_years: u32,
+        /// Tickers of the many-ticker run and the warehouse load comparison
+        /// (default 500; 100 with --quick; 0 skips both).
+        #[arg(long, alias = "load-tickers")]
+        tickers: Option<usize>,
+        /// Years of daily rows per ticker in those two.
+        #[arg(long, alias = "load-years", default_value_t = 10)]
+        ticker_years: u32,
     },
 }
 
@@ -542,27 +548,29 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            quick,
+            json,
             years,
             bars,
             postgres_url,
-            load_tickers,
-            load_years,
+            tickers,
+            ticker_years,
         } => {
-            let report = run_bench(&BenchOptions {
+            let mode = if quick {
+                BenchMode::Quick
+            } else {
+                BenchMode::Full
+            };
+            run_bench(&BenchOptions {
+                mode,
                 years,
-                indicator_bars: bars,
-                postgres_url: postgres_url.clone(),
+                indicator_bars: bars.unwrap_or(mode.indicator_bars()),
+                postgres_url,
+                tickers: tickers.unwrap_or(mode.tickers()),
+                ticker_years,
+                json,
             })
             .await?;
-            print!("{report}");
-            if load_tickers > 0 {
-                let options = load_bench::LoadBenchOptions {
-                    tickers: load_tickers,
-                    years: load_years,
-                    postgres_url,
-                };
-                print!("{}", load_bench::run_load_bench(&options).await?);
-            }
             Ok(ExitCode::SUCCESS)
         }
     }
