@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use futures::StreamExt;
 use mdp_core::chart::{ChartParseError, parse_chart};
 use mdp_core::config::ParquetCompression;
 use mdp_core::messages::{LoadRequest, MESSAGE_VERSION, TransformRequest};
@@ -14,6 +15,9 @@ use mdp_core::row::DailyBar;
 use mdp_lake::{CuratedError, ParquetError, encode_parquet, read_partitions};
 
 use crate::history::{Resume, merge_span};
+
+/// Partition writes of one transform in flight at once.
+const PARTITION_WRITES_IN_FLIGHT: usize = 8;
 
 /// Why a transform message could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +243,7 @@ pub async fn transform_stage(
     let mut rows_written = 0u64;
     let mut to_load: BTreeSet<i32> = touched_years.clone();
     to_load.extend(&adopted);
+    let mut encoded = Vec::with_capacity(changed_years.len());
     for year in changed_years {
         let year_rows = &merged_by_year[&year];
         let key = Lake::curated_key(ticker, year);
@@ -248,17 +253,36 @@ pub async fn transform_stage(
                 key: key.clone(),
                 source,
             })?;
-        lake.store()
-            .put(&key, bytes)
-            .await
-            .map_err(|source| TransformError::Write {
-                key: key.clone(),
-                source,
-            })?;
-        rows_written += owned.len() as u64;
+        encoded.push((year, key, bytes, owned.len() as u64));
+    }
+    // The partitions are written a few at a time: on a local lake their
+    // fsyncs then share the file system's journal commits instead of
+    // queueing one behind the other (a backfill writes a partition a year).
+    // Each write is atomic and the watermark comes after all of them, so a
+    // stop in between leaves what a sequential loop would.
+    let puts = encoded
+        .into_iter()
+        .map(|(year, key, bytes, rows)| async move {
+            lake.store()
+                .put(&key, bytes)
+                .await
+                .map_err(|source| TransformError::Write {
+                    key: key.clone(),
+                    source,
+                })?;
+            mdp_core::crash::point("transform.after_partition");
+            Ok::<_, TransformError>((year, key, rows))
+        });
+    let mut results: Vec<Result<(i32, String, u64), TransformError>> = futures::stream::iter(puts)
+        .buffer_unordered(PARTITION_WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    results.sort_by_key(|r| r.as_ref().map(|(year, _, _)| *year).ok());
+    for result in results {
+        let (year, key, rows) = result?;
+        rows_written += rows;
         written.push((year, key));
         to_load.insert(year);
-        mdp_core::crash::point("transform.after_partition");
     }
 
     let rows_total = stored_rows + merged.added;

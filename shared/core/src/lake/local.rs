@@ -33,25 +33,21 @@ impl LocalStore {
     }
 }
 
-fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        key: key.to_string(),
-        source,
-    }
+#[derive(Debug, Clone, Copy)]
+enum Durability {
+    Durable,
+    AtomicOnly,
 }
 
-#[async_trait]
-impl ObjectStore for LocalStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.path_of(key)?;
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(key)(e)),
-        }
-    }
-
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+impl LocalStore {
+    /// Writes by temporary file, fsync and rename; `Durable` also fsyncs
+    /// the folder, which is what makes the rename itself survive a power cut.
+    async fn write(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
         let path = self.path_of(key)?;
         let dir = path.parent().expect("a checked key has a parent folder");
         tokio::fs::create_dir_all(dir).await.map_err(io_err(key))?;
@@ -76,7 +72,12 @@ impl ObjectStore for LocalStore {
             crate::crash::point("store.put.before_rename");
             std::fs::rename(&tmp_for_write, &path)?;
             // The rename is durable only once the folder's entry is on disk.
-            sync_dir(path.parent().expect("a checked key has a parent folder"))
+            match durability {
+                Durability::Durable => {
+                    sync_dir(path.parent().expect("a checked key has a parent folder"))
+                }
+                Durability::AtomicOnly => Ok(()),
+            }
         })
         .await
         .map_err(|e| StoreError::Backend {
@@ -88,6 +89,33 @@ impl ObjectStore for LocalStore {
             return Err(io_err(key)(e));
         }
         Ok(())
+    }
+}
+
+fn io_err(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        key: key.to_string(),
+        source,
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(key)(e)),
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.write(key, bytes, Durability::Durable).await
+    }
+
+    async fn put_advisory(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.write(key, bytes, Durability::AtomicOnly).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -183,5 +211,48 @@ impl ObjectStore for LocalStore {
 
     fn uri(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Advisory writes skip only the folder's fsync: they replace objects
+    /// whole (concurrent writers and readers never see a mix) and leave no
+    /// temporary file behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn advisory_puts_replace_objects_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(LocalStore::new(dir.path()));
+        let key = "state/runs/ticker=A.json";
+        let versions: Vec<Vec<u8>> = (0..8u8).map(|v| vec![b'a' + v; 64 * 1024]).collect();
+        let writers = versions.iter().cloned().map(|bytes| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_advisory(key, bytes).await })
+        });
+        let reader = {
+            let store = store.clone();
+            let versions = versions.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    if let Some(seen) = store.get(key).await.unwrap() {
+                        assert!(versions.contains(&seen), "a torn or mixed object");
+                    }
+                }
+            })
+        };
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        reader.await.unwrap();
+        let last = store.get(key).await.unwrap().unwrap();
+        assert!(versions.contains(&last));
+        assert_eq!(store.list("state/runs/").await.unwrap(), [key]);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("state/runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
     }
 }

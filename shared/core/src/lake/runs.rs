@@ -94,7 +94,10 @@ impl Lake {
             },
         );
         let bytes = serde_json::to_vec(&record).expect("a run record serialises");
-        self.store().put(&Self::run_key(ticker), bytes).await
+        // Informs `mdp status`; a power cut may lose the latest record.
+        self.store()
+            .put_advisory(&Self::run_key(ticker), bytes)
+            .await
     }
 }
 

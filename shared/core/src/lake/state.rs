@@ -133,7 +133,11 @@ impl Lake {
             return Ok(());
         }
         let bytes = serde_json::to_vec(mark).expect("a load mark serialises");
-        self.store().put(&Self::load_mark_key(ticker), bytes).await
+        // A mark lost to a power cut only makes the next run load again
+        // what it covered, which loads are idempotent for.
+        self.store()
+            .put_advisory(&Self::load_mark_key(ticker), bytes)
+            .await
     }
 
     async fn read_state<T: DeserializeOwned>(

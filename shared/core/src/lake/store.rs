@@ -59,6 +59,14 @@ pub trait ObjectStore: Send + Sync {
     /// The object's bytes, or `None` when there is no such key.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// [`ObjectStore::put`] for state a later run can do without (the run
+    /// ledger, the load mark): as atomic, but not waited for on disk. A
+    /// local store skips the folder's fsync, so after a power cut the object
+    /// may be its previous version, never a torn one; object stores have
+    /// nothing to skip.
+    async fn put_advisory(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.put(key, bytes).await
+    }
     /// Every key under `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Removes the object; removing a missing key is not an error.
