@@ -116,7 +116,7 @@ pub fn merge_span(
     let (indicators, emas) = resume_indicators(&state, &closes);
     for row in &mut rows[..restart] {
         // Unchanged closes: the stored row of the date has the indicators.
-        row.indicators = stored[&row.date()].indicators.clone();
+        row.indicators = stored[&row.date()].indicators;
     }
     for (row, values) in rows[restart..].iter_mut().zip(indicators) {
         row.indicators = values;
