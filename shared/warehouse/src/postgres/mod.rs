@@ -393,18 +393,27 @@ async fn load_in(
     // arrays spare a small load the staging table's creation, catalog churn
     // and COPY round trips, which cost more than its rows.
     let direct = job.rows.len() <= job.direct_load_max_rows;
-    if !direct && job.copies_into_table && !ticker_in_table(conn, target, job.ticker).await? {
-        // The table holds nothing of the ticker (a backfill, a reload into
-        // a new warehouse), and the ticker's lock keeps it so: every
-        // strategy comes down to inserting the rows, which COPY does
-        // straight into the table, sparing the staging table's second
-        // write of every row.
-        copy_rows(conn, target, job.rows, job.batch_size).await?;
-        return Ok(LoadReport {
-            rows_in: job.rows.len(),
-            inserted: job.rows.len() as u64,
-            ..LoadReport::default()
-        });
+    if !direct && job.copies_into_table {
+        // When the table holds nothing of the ticker (a backfill, a reload
+        // into a new warehouse; or once truncate_insert has deleted its
+        // rows), and the ticker's lock keeps it so, every strategy comes
+        // down to inserting the rows, which COPY does straight into the
+        // table, sparing the staging table's second write of every row.
+        let deleted = match job.strategy {
+            LoadStrategy::TruncateInsert => Some(delete_ticker(conn, target, job.ticker).await?),
+            LoadStrategy::Upsert | LoadStrategy::Append => {
+                (!ticker_in_table(conn, target, job.ticker).await?).then_some(0)
+            }
+        };
+        if let Some(deleted) = deleted {
+            copy_rows(conn, target, job.rows, job.batch_size).await?;
+            return Ok(LoadReport {
+                rows_in: job.rows.len(),
+                inserted: job.rows.len() as u64,
+                deleted,
+                ..LoadReport::default()
+            });
+        }
     }
     let cols = all_columns("");
     let source = if direct {
@@ -467,17 +476,25 @@ async fn load_in(
             report.inserted = statement(sql).execute(&mut *conn).await?.rows_affected();
         }
         LoadStrategy::TruncateInsert => {
-            report.deleted = sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {target} WHERE \"ticker\" = $1"
-            )))
-            .bind(job.ticker)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            report.deleted = delete_ticker(conn, target, job.ticker).await?;
             report.inserted = statement(insert).execute(&mut *conn).await?.rows_affected();
         }
     }
     Ok(report)
+}
+
+async fn delete_ticker(
+    conn: &mut PgConnection,
+    target: &str,
+    ticker: &str,
+) -> Result<u64, Failure> {
+    Ok(sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {target} WHERE \"ticker\" = $1"
+    )))
+    .bind(ticker)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }
 
 async fn ticker_in_table(
