@@ -142,6 +142,15 @@ async fn try_transform(
     transform_stage(lake, &request, ParquetCompression::Snappy, now).await
 }
 
+/// A new lake holding the series up to session `through`, in one transform.
+async fn backfilled(series: &Series, through: usize) -> (tempfile::TempDir, Lake) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_in(dir.path());
+    let body = series.bytes();
+    transform(&lake, &body, series.dates[0], series.dates[through], stamp(0)).await;
+    (dir, lake)
+}
+
 /// What one transform of the same bars into an empty lake gives.
 async fn recomputed(series: &Series, through: usize) -> (Vec<CuratedRow>, Watermark) {
     let dir = tempfile::tempdir().unwrap();
@@ -259,17 +268,7 @@ async fn daily_runs_over_30_years_match_a_full_recomputation_bit_for_bit() {
 async fn a_partition_written_after_the_watermark_is_not_resumed_from() {
     let mut series = Series::new();
     let last = SESSIONS - 1;
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake_in(dir.path());
-    let body = series.bytes();
-    transform(
-        &lake,
-        &body,
-        series.dates[0],
-        series.dates[last - 3],
-        stamp(0),
-    )
-    .await;
+    let (dir, lake) = backfilled(&series, last - 3).await;
 
     // A close inside the tail is restated, and the transform stops after
     // its one partition.
@@ -295,11 +294,8 @@ async fn a_partition_written_after_the_watermark_is_not_resumed_from() {
         .rev()
         .find(|s| series.dates[*s].year() > series.dates[*s - 1].year())
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake_in(dir.path());
+    let (dir, lake) = backfilled(&series, first_of_year - 1).await;
     let body = series.bytes();
-    let before_year = series.dates[first_of_year - 1];
-    transform(&lake, &body, series.dates[0], before_year, stamp(0)).await;
     let day = series.dates[first_of_year];
     let stopping = lake_stopping_after(dir.path(), 1);
     try_transform(&stopping, &body, day, day, stamp(1))
@@ -326,17 +322,7 @@ async fn a_partition_written_after_the_watermark_is_not_resumed_from() {
 async fn a_stopped_restatement_of_old_years_leaves_no_tail_to_resume_from() {
     let mut series = Series::new();
     let last = SESSIONS - 1;
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake_in(dir.path());
-    let body = series.bytes();
-    transform(
-        &lake,
-        &body,
-        series.dates[0],
-        series.dates[last - 1],
-        stamp(0),
-    )
-    .await;
+    let (dir, lake) = backfilled(&series, last - 1).await;
 
     // A close of 2005 restated: every later year changes. The transform
     // stops after two writes: the watermark without its tail, then 2005.

@@ -163,12 +163,17 @@ async fn postgres_loads_into_a_legacy_airflow_table() {
         ))
         .await;
         let wh = env.warehouse(1000).await; // migrate adds only the indexes
-        let mut msft = rows("MSFT", 0, 30);
-        for r in &mut msft {
-            r.meta.fifty_two_week_high = Some(200.0);
-            r.meta.fifty_two_week_low = Some(50.0);
-            r.bar.volume = Some(1000);
-        }
+        // Rows whose values fit DECIMAL(18,6).
+        let decimal_rows = |ticker: &str, count: usize| {
+            let mut out = rows(ticker, 0, count);
+            for r in &mut out {
+                r.meta.fifty_two_week_high = Some(200.0);
+                r.meta.fifty_two_week_low = Some(50.0);
+                r.bar.volume = Some(1000);
+            }
+            out
+        };
+        let msft = decimal_rows("MSFT", 30);
         assert_eq!(wh.load_rows(&ticker("MSFT"), &msft, Upsert).await.unwrap(), report(30, 30, 0, 0));
         assert_eq!(wh.load_rows(&ticker("MSFT"), &msft, Upsert).await.unwrap(), report(30, 0, 0, 0));
         for strategy in strategy_names() {
@@ -183,12 +188,7 @@ async fn postgres_loads_into_a_legacy_airflow_table() {
         }
         // A load too large to go direct, of a ticker the table does not
         // hold: COPY cannot go straight into DECIMAL columns, so it stages.
-        let mut aapl = rows("AAPL", 0, 1500);
-        for r in &mut aapl {
-            r.meta.fifty_two_week_high = Some(200.0);
-            r.meta.fifty_two_week_low = Some(50.0);
-            r.bar.volume = Some(1000);
-        }
+        let aapl = decimal_rows("AAPL", 1500);
         assert_eq!(wh.load_rows(&ticker("AAPL"), &aapl, Upsert).await.unwrap(), report(1500, 1500, 0, 0));
         assert_eq!(wh.read_rows(Some(&ticker("AAPL"))).await.unwrap().len(), 1500);
         let indexes = env.indexes(TABLE).await;
