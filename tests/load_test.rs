@@ -427,9 +427,22 @@ async fn check_exactly(stack: &Arc<Stack>, series: &[Arc<Series>]) -> Checked {
             (s.ticker.clone(), (n, n, lo, hi))
         })
         .collect();
-    assert_eq!(
-        counted, expected_counts,
-        "per ticker: rows, distinct dates, first and last date"
+    let wrong: Vec<String> = expected_counts
+        .iter()
+        .filter(|(t, want)| counted.get(*t) != Some(want))
+        .map(|(t, want)| format!("{t}: {:?}, expected {want:?}", counted.get(t)))
+        .chain(
+            counted
+                .keys()
+                .filter(|t| !expected_counts.contains_key(*t))
+                .map(|t| format!("{t}: not a ticker of the run")),
+        )
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "per ticker (rows, distinct dates, first and last date), {} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
     );
 
     // Row by row, a few tickers at a time.
