@@ -139,6 +139,8 @@ struct StageRun {
     /// Records left undeleted, hence delivered again.
     redelivered: usize,
     wall: Duration,
+    /// This process's resident set when the stage started, and its peak during the stage.
+    rss_at_start_kb: Option<u64>,
     peak_rss_kb: Option<u64>,
 }
 
@@ -165,6 +167,7 @@ impl StageRun {
             "max_ms": round(ms.last().copied().unwrap_or(0.0)),
             "mean_ms_per_record": round(total / records.max(1) as f64),
             "stage_wall_s": round(self.wall.as_secs_f64()),
+            "rss_at_start_mb": self.rss_at_start_kb.map(|kb| round(kb as f64 / 1024.0)),
             "peak_rss_mb": self.peak_rss_kb.map(|kb| round(kb as f64 / 1024.0)),
         })
     }
@@ -191,10 +194,19 @@ fn reset_peak_rss() -> bool {
 
 /// This process's peak resident set (VmHWM), in KiB.
 fn peak_rss_kb() -> Option<u64> {
+    proc_status_kb("VmHWM:")
+}
+
+/// This process's resident set (VmRSS), in KiB.
+fn rss_kb() -> Option<u64> {
+    proc_status_kb("VmRSS:")
+}
+
+fn proc_status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -328,6 +340,7 @@ async fn run_stage(
     duplicates: &Arc<Duplicates>,
 ) -> StageRun {
     let rss_reset = reset_peak_rss();
+    let rss_at_start_kb = rss_kb();
     let started = Instant::now();
     let mut pollers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -339,7 +352,10 @@ async fn run_stage(
         pollers
             .spawn_blocking(move || runtime.block_on(poller(stack, stage, batch_size, duplicates)));
     }
-    let mut run = StageRun::default();
+    let mut run = StageRun {
+        rss_at_start_kb,
+        ..StageRun::default()
+    };
     while let Some(joined) = pollers.join_next().await {
         let one = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         run.calls.extend(one.calls);
@@ -354,6 +370,8 @@ async fn run_stage(
 /// What the exact check counted.
 struct Checked {
     warehouse_rows: usize,
+    /// Distinct (ticker, date) in the warehouse, as Postgres counted them.
+    distinct_ticker_dates: usize,
     lake_partitions: usize,
 }
 
@@ -463,6 +481,7 @@ async fn check_exactly(stack: &Arc<Stack>, series: &[Arc<Series>]) -> Checked {
     }
     Checked {
         warehouse_rows: rows,
+        distinct_ticker_dates: counted.values().map(|c| c.1 as usize).sum(),
         lake_partitions: partitions.len(),
     }
 }
@@ -535,6 +554,7 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
 
     let started = Instant::now();
     reset_peak_rss();
+    let rss_at_start_kb = rss_kb();
     let tickers: Vec<&str> = series.iter().map(|s| s.ticker.as_str()).collect();
     let event = chain_event(&tickers, FIRST_DAY, &last_day.to_string());
     let validate_started = Instant::now();
@@ -545,6 +565,7 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
             took: validate_started.elapsed(),
         }],
         wall: validate_started.elapsed(),
+        rss_at_start_kb,
         peak_rss_kb: peak_rss_kb(),
         ..StageRun::default()
     };
@@ -558,6 +579,7 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
     let checked = check_exactly(&stack, &series).await;
     let bars = settings.tickers * sessions;
     assert_eq!(checked.warehouse_rows, bars);
+    assert_eq!(checked.distinct_ticker_dates, bars);
     let calendar_days = (last_day - first_day).num_days() as usize + 1;
     let report = json!({
         "tickers": settings.tickers,
@@ -579,12 +601,13 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
             "transform": transform.summary(),
             "load": load.summary(),
         },
-        "peak_rss_note": "in-process handlers: this test process's peak resident set while the stage ran \
-            (handler, driver, SDK clients and what earlier stages left resident), an upper bound \
-            on the function's own; moto and Postgres are other processes. Per-binary figures: make measure-lambdas",
+        "peak_rss_note": "in-process handlers: this test process's resident set when the stage started and its \
+            peak while the stage ran (the stage's concurrent invocations, plus the driver, the in-process chart \
+            server holding every series, the expected bars and what earlier stages left resident): an upper \
+            bound on the function's own; moto and Postgres are other processes. Per-binary figures: make measure-lambdas",
         "checked": {
             "warehouse_rows": checked.warehouse_rows,
-            "distinct_ticker_dates": checked.warehouse_rows,
+            "distinct_ticker_dates": checked.distinct_ticker_dates,
             "lake_partitions": checked.lake_partitions,
             "messages_left_in_queues_and_dlqs": 0,
         },
@@ -633,7 +656,7 @@ fn print_report(report: &serde_json::Value) {
         report["wall_s"], report["ticker_days_per_s"], report["rows_per_s"]
     );
     println!(
-        "{:<10} {:>6} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:<10} {:>6} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "function",
         "calls",
         "records",
@@ -644,16 +667,19 @@ fn print_report(report: &serde_json::Value) {
         "p95 ms",
         "max ms",
         "stage s",
+        "RSS start",
         "peak RSS"
     );
     for name in ["validate", "fetch", "transform", "load"] {
         let f = &report["functions"][name];
-        let rss = f["peak_rss_mb"]
-            .as_f64()
-            .map_or("-".to_string(), |mb| format!("{mb:.1} MB"));
+        let mb = |key: &str| {
+            f[key]
+                .as_f64()
+                .map_or("-".to_string(), |mb| format!("{mb:.1} MB"))
+        };
         let count = |key: &str| f[key].as_u64().unwrap();
         println!(
-            "{name:<10} {:>6} {:>8} {:>6} {:>6} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9}",
+            "{name:<10} {:>6} {:>8} {:>6} {:>6} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>9}",
             count("invocations"),
             count("records_handled"),
             count("records_duplicated_concurrently"),
@@ -663,7 +689,8 @@ fn print_report(report: &serde_json::Value) {
             f["p95_ms"].as_f64().unwrap(),
             f["max_ms"].as_f64().unwrap(),
             f["stage_wall_s"].as_f64().unwrap(),
-            rss
+            mb("rss_at_start_mb"),
+            mb("peak_rss_mb")
         );
     }
     println!(
