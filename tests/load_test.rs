@@ -202,6 +202,16 @@ fn rss_kb() -> Option<u64> {
     proc_status_kb("VmRSS:")
 }
 
+/// The machine's 1-minute load average: other work competing for the cores.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn proc_status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
@@ -552,6 +562,7 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
         redelivered: Mutex::new(HashSet::new()),
     });
 
+    let load_before = load_average();
     let started = Instant::now();
     reset_peak_rss();
     let rss_at_start_kb = rss_kb();
@@ -575,6 +586,7 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
     let transform = run_stage(&stack, Stage::Transform, 10, 5, &duplicates).await;
     let load = run_stage(&stack, Stage::Load, 10, 2, &duplicates).await;
     let wall = started.elapsed();
+    let load_after = load_average();
 
     let checked = check_exactly(&stack, &series).await;
     let bars = settings.tickers * sessions;
@@ -592,6 +604,8 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
         "duplicate_share": settings.duplicate_share,
         "redeliver_share": settings.redeliver_share,
         "seed": settings.seed,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "load_average_before_after": [load_before, load_after],
         "wall_s": round(wall.as_secs_f64()),
         "ticker_days_per_s": round(bars as f64 / wall.as_secs_f64()),
         "rows_per_s": round(checked.warehouse_rows as f64 / wall.as_secs_f64()),
@@ -652,8 +666,12 @@ fn print_report(report: &serde_json::Value) {
         report["redeliver_share"],
     );
     println!(
-        "wall {} s: {} ticker-days/s, {} rows/s into the warehouse",
-        report["wall_s"], report["ticker_days_per_s"], report["rows_per_s"]
+        "wall {} s: {} ticker-days/s, {} rows/s into the warehouse ({} cores, load average before/after {})",
+        report["wall_s"],
+        report["ticker_days_per_s"],
+        report["rows_per_s"],
+        report["cores"],
+        report["load_average_before_after"]
     );
     println!(
         "{:<10} {:>6} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
