@@ -9,7 +9,7 @@ export MDP_TEST_POSTGRES_URL
 MDP_FUZZ_CASES ?= 100000
 MDP_FUZZ_SEED ?= random
 
-.PHONY: demo run load migrate test fuzz python-deps lint fmt mdp build lambda-tools invoke measure-lambdas load-test deploy bench clean
+.PHONY: demo run load migrate test fuzz python-deps lint fmt mdp build lambda-tools invoke measure-lambdas cost-model load-test deploy bench clean
 
 ## demo: the whole pipeline offline on bundled recorded responses, into ./data
 demo:
@@ -74,6 +74,12 @@ invoke: lambda-tools python-deps
 measure-lambdas: python-deps
 	$(CARGO) build --release -p validate -p fetch -p transform -p load -p mdp
 	$(PYTHON) infra/local/measure_lambdas.py
+
+## cost-model: USD per 1,000 ticker-days from the figures of `make measure-lambdas` (.local/measure.json);
+## MDP_COST_TICKERS (default 500) tickers in the daily run
+MDP_COST_TICKERS ?= 500
+cost-model:
+	$(PYTHON) infra/local/cost_model.py --tickers $(MDP_COST_TICKERS)
 
 ## load-test: the four functions chained over moto's SQS/S3 with duplicate deliveries, optimised:
 ## MDP_LOAD_TEST_TICKERS (default 500) × MDP_LOAD_TEST_YEARS (default 10) of synthetic daily bars;
