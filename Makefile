@@ -15,7 +15,7 @@ MDP_BENCH = RUST_LOG=$${RUST_LOG:-warn} $(CARGO) run --quiet --profile bench -p 
 MDP_FUZZ_CASES ?= 100000
 MDP_FUZZ_SEED ?= random
 
-.PHONY: demo run load migrate test fuzz python-deps lint fmt mdp build lambda-tools invoke measure-lambdas deploy bench bench-check bench-baseline clean
+.PHONY: demo run load migrate test fuzz python-deps lint fmt mdp build lambda-tools invoke measure-lambdas cost-model load-test deploy bench bench-check bench-baseline clean
 
 ## demo: the whole pipeline offline on bundled recorded responses, into ./data
 demo:
@@ -81,6 +81,18 @@ invoke: lambda-tools python-deps
 measure-lambdas: python-deps
 	$(CARGO) build --release -p validate -p fetch -p transform -p load -p mdp
 	$(PYTHON) infra/local/measure_lambdas.py
+
+## cost-model: USD per 1,000 ticker-days from the figures of `make measure-lambdas` (.local/measure.json);
+## MDP_COST_TICKERS (default 500) tickers in the daily run
+MDP_COST_TICKERS ?= 500
+cost-model:
+	$(PYTHON) infra/local/cost_model.py --tickers $(MDP_COST_TICKERS)
+
+## load-test: the four functions chained over moto's SQS/S3 with duplicate deliveries, optimised:
+## MDP_LOAD_TEST_TICKERS (default 500) × MDP_LOAD_TEST_YEARS (default 10) of synthetic daily bars;
+## MDP_LOAD_TEST_DUPLICATE_SHARE (0.25), _REDELIVER_SHARE (0.10), _SEED; report in target/load-test.json
+load-test: python-deps
+	$(CARGO) test --profile bench -p mdp-tests --test load_test -- --ignored --nocapture load_test_at_scale
 
 ## deploy: build with SAM (cargo-lambda) and deploy, asking for the parameters the first time
 deploy: lambda-tools

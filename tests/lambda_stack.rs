@@ -51,8 +51,14 @@ pub struct Queues {
 }
 
 /// A queue and its dead-letter queue; FIFO ones (ticker-grouped, as the
-/// template makes the transform and load queues) when `fifo`.
-pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool) -> (String, String) {
+/// template makes the transform and load queues) when `fifo`, with the
+/// queue's own visibility timeout.
+pub async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    fifo: bool,
+    visibility_secs: u64,
+) -> (String, String) {
     let suffix = if fifo { ".fifo" } else { "" };
     let fifo_attributes =
         |request: aws_sdk_sqs::operation::create_queue::builders::CreateQueueFluentBuilder| {
@@ -87,7 +93,7 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool) -> 
         // Short, so that a redelivery delay the functions forgot to set would show.
         .attributes(
             QueueAttributeName::VisibilityTimeout,
-            QUEUE_VISIBILITY_SECS.to_string(),
+            visibility_secs.to_string(),
         )
         .send()
         .await
@@ -99,6 +105,16 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool) -> 
 
 /// Bucket, queues, secret and the four functions, wired as the template wires them.
 pub async fn stack(chart: &ChartReplayServer, max_retries: u32) -> Stack {
+    stack_with_visibility(chart, max_retries, QUEUE_VISIBILITY_SECS).await
+}
+
+/// [`stack`] with the queues' own visibility timeout (the load test sets a
+/// long one, so that only the duplicates it makes are delivered twice).
+pub async fn stack_with_visibility(
+    chart: &ChartReplayServer,
+    max_retries: u32,
+    visibility_secs: u64,
+) -> Stack {
     let moto = MotoServer::shared().expect("moto_server (pip install 'moto[server]')");
     let sdk = sdk_config_for(&moto.endpoint).await;
     let sqs = sqs_client(&sdk);
@@ -106,9 +122,11 @@ pub async fn stack(chart: &ChartReplayServer, max_retries: u32) -> Stack {
     let id = format!("{:08x}", fastrand_u32());
     let bucket = format!("mdp-lake-{id}");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let (fetch_q, fetch_dlq) = create_queue(&sqs, &format!("fetch-{id}"), false).await;
-    let (transform_q, transform_dlq) = create_queue(&sqs, &format!("transform-{id}"), true).await;
-    let (load_q, load_dlq) = create_queue(&sqs, &format!("load-{id}"), true).await;
+    let (fetch_q, fetch_dlq) =
+        create_queue(&sqs, &format!("fetch-{id}"), false, visibility_secs).await;
+    let (transform_q, transform_dlq) =
+        create_queue(&sqs, &format!("transform-{id}"), true, visibility_secs).await;
+    let (load_q, load_dlq) = create_queue(&sqs, &format!("load-{id}"), true, visibility_secs).await;
     let queues = Queues {
         fetch: fetch_q,
         fetch_dlq,
@@ -219,10 +237,19 @@ pub fn fastrand_u32() -> u32 {
 
 /// Receives up to 10 messages as Lambda's poller would.
 pub async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> SqsEvent {
+    receive_up_to(sqs, queue_url, 10).await
+}
+
+/// Receives up to `batch_size` (1 to 10) messages, the event source mapping's `BatchSize`.
+pub async fn receive_up_to(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batch_size: i32,
+) -> SqsEvent {
     let out = sqs
         .receive_message()
         .queue_url(queue_url)
-        .max_number_of_messages(10)
+        .max_number_of_messages(batch_size)
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
         .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
         .send()
@@ -343,20 +370,34 @@ impl Stack {
     }
 
     pub async fn s3_keys(&self) -> Vec<String> {
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix("lake/")
-            .send()
-            .await
-            .unwrap();
-        let mut keys: Vec<String> = out
-            .contents
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|o| o.key)
-            .collect();
+        self.s3_keys_under("lake/").await
+    }
+
+    /// Every key under `prefix`, sorted, over as many pages as S3 returns.
+    pub async fn s3_keys_under(&self, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            keys.extend(
+                out.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key),
+            );
+            token = out.next_continuation_token;
+            if token.is_none() {
+                break;
+            }
+        }
         keys.sort();
         keys
     }
