@@ -147,7 +147,14 @@ async fn backfilled(series: &Series, through: usize) -> (tempfile::TempDir, Lake
     let dir = tempfile::tempdir().unwrap();
     let lake = lake_in(dir.path());
     let body = series.bytes();
-    transform(&lake, &body, series.dates[0], series.dates[through], stamp(0)).await;
+    transform(
+        &lake,
+        &body,
+        series.dates[0],
+        series.dates[through],
+        stamp(0),
+    )
+    .await;
     (dir, lake)
 }
 
