@@ -96,9 +96,13 @@ pub async fn read_partitions(
     ticker: &Ticker,
     keys: &[String],
 ) -> Result<Vec<CuratedRow>, CuratedError> {
-    let mut reads = futures::stream::iter(keys)
+    // The futures are made up front: a stream mapping keys to futures makes
+    // the callers' futures (async trait methods) fail to prove `Send`.
+    let reads: Vec<_> = keys
+        .iter()
         .map(|key| read_partition(lake, ticker, key))
-        .buffered(PARTITION_READS_IN_FLIGHT);
+        .collect();
+    let mut reads = futures::stream::iter(reads).buffered(PARTITION_READS_IN_FLIGHT);
     let mut rows = Vec::new();
     while let Some(partition) = reads.next().await {
         rows.extend(partition?);

@@ -9,6 +9,7 @@
 //! statistics, so readers prune by date. Files of the earlier layout, which
 //! also held the ticker, are read too.
 
+use std::borrow::Borrow;
 use std::io::Cursor;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -98,8 +99,8 @@ fn file_arrow_schema() -> ArrowSchema {
 }
 
 /// The curated frame: one column per file column, in schema order.
-pub fn rows_to_frame(rows: &[CuratedRow]) -> PolarsResult<DataFrame> {
-    let values: Vec<[Value<'_>; WIDTH]> = rows.iter().map(CuratedRow::values).collect();
+pub fn rows_to_frame<R: Borrow<CuratedRow>>(rows: &[R]) -> PolarsResult<DataFrame> {
+    let values: Vec<[Value<'_>; WIDTH]> = rows.iter().map(|r| r.borrow().values()).collect();
     let columns = MARKET_DATA
         .iter()
         .enumerate()
@@ -161,8 +162,8 @@ pub fn rows_to_frame(rows: &[CuratedRow]) -> PolarsResult<DataFrame> {
 }
 
 /// Encodes rows as one Parquet file.
-pub fn encode_parquet(
-    rows: &[CuratedRow],
+pub fn encode_parquet<R: Borrow<CuratedRow>>(
+    rows: &[R],
     compression: ParquetCompression,
 ) -> Result<Vec<u8>, ParquetError> {
     let mut frame = rows_to_frame(rows).map_err(ParquetError::Encode)?;

@@ -81,7 +81,7 @@ fn every_codec_reads_back_bit_for_bit() {
     }
     assert!(
         decode_parquet(
-            &encode_parquet(&[], ParquetCompression::Snappy).unwrap(),
+            &encode_parquet::<CuratedRow>(&[], ParquetCompression::Snappy).unwrap(),
             "^GSPC"
         )
         .unwrap()

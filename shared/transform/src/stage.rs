@@ -247,13 +247,12 @@ pub async fn transform_stage(
     for year in changed_years {
         let year_rows = &merged_by_year[&year];
         let key = Lake::curated_key(ticker, year);
-        let owned: Vec<CuratedRow> = year_rows.iter().map(|r| (*r).clone()).collect();
         let bytes =
-            encode_parquet(&owned, compression).map_err(|source| TransformError::Encode {
+            encode_parquet(year_rows, compression).map_err(|source| TransformError::Encode {
                 key: key.clone(),
                 source,
             })?;
-        encoded.push((year, key, bytes, owned.len() as u64));
+        encoded.push((year, key, bytes, year_rows.len() as u64));
     }
     // The partitions are written a few at a time: on a local lake their
     // fsyncs then share the file system's journal commits instead of
