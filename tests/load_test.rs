@@ -204,16 +204,6 @@ fn rss_kb() -> Option<u64> {
     proc_status_kb("VmRSS:")
 }
 
-/// The machine's 1-minute load average: other work competing for the cores.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 fn proc_status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
@@ -575,7 +565,7 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
     let last_day = series[0].bars[sessions - 1].date;
     let stack = Arc::new(stack_with_visibility(&chart, 3, VISIBILITY_SECS).await);
 
-    let load_before = load_average();
+    let load_before = mdp_devtools::load_average();
     let started = Instant::now();
     reset_peak_rss();
     let rss_at_start_kb = rss_kb();
@@ -599,7 +589,7 @@ async fn load_test(settings: &Settings) -> serde_json::Value {
     let transform = run_stage(&stack, Stage::Transform, 10, 5, settings).await;
     let load = run_stage(&stack, Stage::Load, 10, 2, settings).await;
     let wall = started.elapsed();
-    let load_after = load_average();
+    let load_after = mdp_devtools::load_average();
 
     let checked = check_exactly(&stack, &series).await;
     let bars = settings.tickers * sessions;

@@ -88,7 +88,7 @@ pub struct BenchOptions {
 /// ratios; writes the JSON when asked.
 pub async fn run_bench(options: &BenchOptions) -> Result<(), StageError> {
     let url = &options.postgres_url;
-    let load_before = load_average();
+    let load_before = mdp_devtools::load_average();
     let mut figures = Figures::default();
     let at_issue_size = options.tickers == ISSUE_TICKERS && options.ticker_years == ISSUE_YEARS;
     let issue_goal = |goal: Goal| at_issue_size.then_some(goal);
@@ -161,7 +161,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<(), StageError> {
             "history_years": [SHORT_HISTORY_YEARS, LONG_HISTORY_YEARS],
         });
         let mut doc = figures.to_json(options.mode.name(), sizes);
-        doc["load_average"] = json!({"before": load_before, "after": load_average()});
+        doc["load_average"] = json!({"before": load_before, "after": mdp_devtools::load_average()});
         write_json(path, &doc)?;
         println!("figures written to {}", path.display());
     }
@@ -225,15 +225,4 @@ fn write_json(path: &std::path::Path, doc: &serde_json::Value) -> Result<(), Sta
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     Some(child::vm_hwm_kb(&status)? as f64 / 1024.0)
-}
-
-/// The 1-minute load average (`/proc/loadavg`): how busy the machine was,
-/// which the JSON records next to the figures.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }

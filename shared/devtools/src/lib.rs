@@ -16,3 +16,15 @@ pub use moto::MotoServer;
 pub use replay::{
     ChartReplayServer, ReceivedRequest, Reply, synthetic_bars, synthetic_daily_chart,
 };
+
+/// The machine's 1-minute load average (`/proc/loadavg`): how much other
+/// work competed for the cores while a benchmark or load test ran, which
+/// their reports record next to their figures.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

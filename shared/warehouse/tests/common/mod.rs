@@ -460,28 +460,21 @@ macro_rules! on_both_backends {
     )*};
 }
 
-/// [`on_both_backends`] plus Postgres with every load through COPY: the
-/// load scenarios hold for both ways Postgres loads.
+/// [`on_both_backends`], and Postgres once more with every load through
+/// COPY (`copy_path::<scenario>`): the load scenarios hold for both ways
+/// Postgres loads.
 #[macro_export]
 macro_rules! on_every_load_path {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test]
-            async fn sqlite() {
-                $crate::common::run($crate::common::Db::Sqlite, $crate::scenarios::$scenario).await;
-            }
+    ($($scenario:ident),* $(,)?) => {
+        $crate::on_both_backends!($($scenario),*);
 
+        mod copy_path {$(
             #[tokio::test]
-            async fn postgres_direct() {
-                $crate::common::run($crate::common::Db::Postgres, $crate::scenarios::$scenario).await;
-            }
-
-            #[tokio::test]
-            async fn postgres_copy() {
+            async fn $scenario() {
                 $crate::common::run_copy_only($crate::scenarios::$scenario).await;
             }
-        }
-    )*};
+        )*}
+    };
 }
 
 pub fn assert_permanent(err: StageError, needles: &[&str]) {
