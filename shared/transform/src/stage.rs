@@ -168,6 +168,9 @@ pub async fn transform_stage(
     // restatement older than the tail, a lake that does not match the
     // watermark) reads and recomputes the whole history.
     let mut incremental = None;
+    // What a resumption that did not work out read already: the last
+    // partitions of the listing, and their rows.
+    let mut span_read: Option<(usize, Vec<CuratedRow>)> = None;
     if let Some(span_keys) = incremental_span(stored_mark.as_ref(), &listed, &incoming) {
         let span = read_partitions(lake, ticker, &span_keys)
             .await
@@ -178,16 +181,23 @@ pub async fn transform_stage(
             && let Some(merged) = merge(&span, Resume::FromTail(tail))
         {
             incremental = Some((span, merged, mark.rows));
+        } else {
+            span_read = Some((span_keys.len(), span));
         }
     }
     let full_recomputation = incremental.is_none();
     let (stored, merged, stored_rows) = match incremental {
         Some(found) => found,
         None => {
-            let keys: Vec<String> = listed.iter().map(|(_, key)| key.clone()).collect();
-            let stored = read_partitions(lake, ticker, &keys)
+            let (span_len, span_rows) = span_read.unwrap_or_default();
+            let keys: Vec<String> = listed[..listed.len() - span_len]
+                .iter()
+                .map(|(_, key)| key.clone())
+                .collect();
+            let mut stored = read_partitions(lake, ticker, &keys)
                 .await
                 .map_err(TransformError::History)?;
+            stored.extend(span_rows);
             let merged = merge(&stored, Resume::FromFirstBar).expect("needs no stored state");
             let count = stored.len() as u64;
             (stored, merged, count)
@@ -347,10 +357,11 @@ fn group_by_year(rows: &[CuratedRow]) -> BTreeMap<i32, Vec<&CuratedRow>> {
 }
 
 /// The partitions a transform resuming from the watermark's tail reads:
-/// every year from the tail's first bar on, and the years of the incoming
-/// bars. `None` when it cannot resume: no tail, incoming bars older than the
-/// tail, or a partition listing that differs from the watermark's (a
-/// partition written by a transform that stopped before its watermark).
+/// every year from the tail's first bar on (the incoming bars are no older),
+/// so the last partitions of the listing. `None` when it cannot resume: no
+/// tail, incoming bars older than the tail, or a partition listing that
+/// differs from the watermark's (a partition written by a transform that
+/// stopped before its watermark).
 fn incremental_span(
     mark: Option<&Watermark>,
     listed: &[(i32, String)],
@@ -368,9 +379,7 @@ fn incremental_span(
     }
     let span = listed
         .iter()
-        .filter(|(year, _)| {
-            *year >= first.year() || incoming.iter().any(|bar| bar.date.year() == *year)
-        })
+        .filter(|(year, _)| *year >= first.year())
         .map(|(_, key)| key.clone())
         .collect();
     Some(span)
