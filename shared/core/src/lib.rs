@@ -19,6 +19,7 @@ pub mod lake;
 pub mod logging;
 pub mod messages;
 pub mod metrics;
+pub mod quality;
 pub mod queue;
 pub mod row;
 pub mod schema;

@@ -88,6 +88,31 @@ impl Lake {
         format!("{}year={year}/part-0.parquet", Self::curated_prefix(ticker))
     }
 
+    /// The ticker's dividends and splits (one file, every action reported so far).
+    pub fn corporate_actions_key(ticker: &Ticker) -> String {
+        format!(
+            "curated/corporate_actions/ticker={}/part-0.parquet",
+            ticker.partition_value()
+        )
+    }
+
+    /// The ticker's soft-rule findings, one per date and rule.
+    pub fn quality_findings_key(ticker: &Ticker) -> String {
+        format!(
+            "quality/findings/ticker={}/part-0.parquet",
+            ticker.partition_value()
+        )
+    }
+
+    /// The ticker's quarantined bars: every bar a hard rule kept out of the
+    /// curated zone, with its reasons and raw response.
+    pub fn quarantine_key(ticker: &Ticker) -> String {
+        format!(
+            "quarantine/market_data/ticker={}/part-0.parquet",
+            ticker.partition_value()
+        )
+    }
+
     pub fn state_key(ticker: &Ticker) -> String {
         format!("state/ticker={}.json", ticker.partition_value())
     }
