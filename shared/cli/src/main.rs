@@ -1,10 +1,12 @@
 //! The `mdp` command (DESIGN.md section 9): `run`, `load` and `warehouse
 //! migrate` drive the one-process pipeline (mdp-pipeline); `demo`,
-//! `serve-charts` and `bench` use the development machinery (mdp-devtools).
+//! `serve-charts` and `bench` use the development machinery (mdp-devtools);
+//! `report` writes the offline HTML report (mdp-report).
 
 mod bench;
 mod demo;
 mod dlq;
+mod report;
 
 use std::process::ExitCode;
 
@@ -82,6 +84,20 @@ enum Command {
         /// Comma-separated tickers (default: every ticker in the lake).
         #[arg(long)]
         tickers: Option<String>,
+    },
+    /// Write the offline HTML report: index.html and a page per ticker
+    /// (charts, indicators, corporate actions, data quality).
+    ///
+    /// Prints the index's path (or s3:// URI); open it in a browser, no
+    /// server needed.
+    Report {
+        /// Comma-separated tickers (default: every ticker with curated data).
+        #[arg(long)]
+        tickers: Option<String>,
+        /// Where to write it: a folder, file://PATH or s3://BUCKET/PREFIX
+        /// (default: reports/ in the lake, ./data/reports with the default lake).
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        out: Option<String>,
     },
     /// Warehouse administration.
     Warehouse {
@@ -320,6 +336,12 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                 config.warehouse.redacted(),
                 config.warehouse_table
             );
+            let written =
+                report::run_report(&config, None, &report::ReportTarget::in_lake(&config)).await?;
+            println!("report:    {} (open it in a browser)", written.index);
+            for problem in &written.problems {
+                eprintln!("mdp: report: {problem}");
+            }
             Ok(if summary.all_succeeded() {
                 ExitCode::SUCCESS
             } else {
@@ -506,6 +528,33 @@ async fn execute(command: Command, config: Config) -> Result<ExitCode, StageErro
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
+            })
+        }
+        Command::Report { tickers, out } => {
+            let tickers = match tickers {
+                Some(raw) => match parse_ticker_list(&raw) {
+                    Ok(list) => Some(list),
+                    Err(e) => return Ok(usage(format!("--tickers {raw:?}: {e}"))),
+                },
+                None => None,
+            };
+            let target = match out.as_deref().map(report::ReportTarget::parse) {
+                None => report::ReportTarget::in_lake(&config),
+                Some(Ok(target)) => target,
+                Some(Err(e)) => {
+                    return Ok(usage(format!("--out {:?}: {e}", out.unwrap_or_default())));
+                }
+            };
+            let written = report::run_report(&config, tickers, &target).await?;
+            for problem in &written.problems {
+                eprintln!("mdp: report: {problem}");
+            }
+            eprintln!("report of {} tickers written", written.tickers);
+            println!("{}", written.index);
+            Ok(if written.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         Command::Dlq { action } => dlq::run_dlq(action, &config).await,
