@@ -150,6 +150,20 @@ pub fn format_price(v: f64) -> String {
     }
 }
 
+/// Labels of a price axis spanning `span`: one number of decimals for all
+/// (3000, 2000, 1000, 0 — not 0.00 among them).
+fn axis_label(span: f64) -> impl Fn(&f64) -> String {
+    let decimals = if span >= 50.0 {
+        0
+    } else if span >= 0.5 {
+        2
+    } else {
+        4
+    };
+    // `+ 0.0` turns a -0 tick into 0.
+    move |v: &f64| format!("{:.decimals$}", *v + 0.0)
+}
+
 /// 1234567 → "1.2M".
 pub fn format_count(v: f64) -> String {
     let a = v.abs();
@@ -312,7 +326,7 @@ pub fn price_chart(
         };
         let mut chart = session_chart(root, title, rows.len(), y)?;
         let y_desc = format!("Price ({})", currency.unwrap_or("quote currency"));
-        draw_mesh(&mut chart, &dates, &y_desc, &|v| format_price(*v))?;
+        draw_mesh(&mut chart, &dates, &y_desc, &axis_label(y.1 - y.0))?;
 
         // The band first, under everything else.
         let upper: Vec<(i32, Option<f64>)> = (0..)
@@ -520,7 +534,7 @@ pub fn macd_chart(title: &str, rows: &[CuratedRow]) -> Result<String, ChartError
             };
             let mut chart =
                 session_chart(root, &format!("{title}: MACD (12, 26, 9)"), rows.len(), y)?;
-            draw_mesh(&mut chart, &dates, "MACD", &|v| format_price(*v))?;
+            draw_mesh(&mut chart, &dates, "MACD", &axis_label(y.1 - y.0))?;
             let width = candle_width(rows.len());
             chart
                 .draw_series(rows.iter().zip(0..).filter_map(|(r, i)| {
@@ -582,7 +596,7 @@ pub fn history_chart(
                 y,
             )?;
             let y_desc = format!("Close ({})", currency.unwrap_or("quote currency"));
-            draw_mesh(&mut chart, &dates, &y_desc, &|v| format_price(*v))?;
+            draw_mesh(&mut chart, &dates, &y_desc, &axis_label(y.1 - y.0))?;
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(window_start as i32, y.0), (rows.len() as i32, y.1)],
