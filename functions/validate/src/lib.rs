@@ -228,6 +228,8 @@ mod tests {
         .unwrap();
         let mark = |last: &str| Watermark {
             indicator_tail: None,
+            quarantined_bars: 0,
+            quality_findings: 0,
             last_date: last.parse().unwrap(),
             rows: 10,
             updated_at: chrono::Utc::now(),

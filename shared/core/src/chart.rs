@@ -7,6 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer};
 
+use crate::quality::{ActionKind, CorporateAction};
 use crate::row::{DailyBar, InstrumentMeta};
 
 #[derive(Deserialize)]
@@ -38,6 +39,9 @@ struct ChartResult {
     timestamp: Option<Vec<i64>>,
     #[serde(default)]
     indicators: Option<IndicatorArrays>,
+    /// Dividends and splits; read leniently (see [`corporate_actions`]).
+    #[serde(default)]
+    events: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +159,15 @@ pub struct ChartSeries {
     pub bars: Vec<DailyBar>,
     /// Bars the response held without a close (holidays, gaps).
     pub dropped_without_close: usize,
+    /// Bars with a close that a later bar of the same date replaced and that
+    /// differ from it (the data-quality gate quarantines them), by date.
+    pub superseded: Vec<DailyBar>,
+    /// Dividends and splits of `events`, sorted by date and kind, one per
+    /// date and kind (the last reported wins).
+    pub actions: Vec<CorporateAction>,
+    /// Entries of `events` that could not be read as a dividend or split
+    /// (no date, no amount, a ratio that is not a positive number).
+    pub events_ignored: usize,
 }
 
 impl ChartSeries {
@@ -166,6 +179,94 @@ impl ChartSeries {
             .cloned()
             .collect()
     }
+
+    /// The bars a later bar of the same date replaced, dated `start..=end`.
+    pub fn superseded_in_range(&self, start: NaiveDate, end: NaiveDate) -> Vec<DailyBar> {
+        self.superseded
+            .iter()
+            .filter(|b| b.date >= start && b.date <= end)
+            .cloned()
+            .collect()
+    }
+
+    /// The corporate actions dated `start..=end`.
+    pub fn actions_in_range(&self, start: NaiveDate, end: NaiveDate) -> Vec<CorporateAction> {
+        self.actions
+            .iter()
+            .filter(|a| a.date >= start && a.date <= end)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The dividends and splits of a result's `events` object:
+/// `{"dividends": {"<ts>": {"amount", "date"}}, "splits": {"<ts>": {"date",
+/// "numerator", "denominator", "splitRatio"}}}`. An entry that cannot be read
+/// is counted and skipped rather than failing the response: the bars are
+/// what the pipeline cannot do without, and a retry would get the same body.
+fn corporate_actions(
+    events: Option<&serde_json::Value>,
+    zone: &ExchangeZone,
+) -> (Vec<CorporateAction>, usize) {
+    let mut actions = Vec::new();
+    let mut ignored = 0;
+    let Some(events) = events.and_then(serde_json::Value::as_object) else {
+        return (actions, ignored);
+    };
+    let positive = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_f64)
+            .filter(|x| x.is_finite() && *x > 0.0)
+    };
+    let entries = |name: &str| {
+        events
+            .get(name)
+            .and_then(serde_json::Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.iter())
+    };
+    let date_of = |key: &str, entry: &serde_json::Value| {
+        entry
+            .get("date")
+            .and_then(serde_json::Value::as_i64)
+            .or_else(|| key.parse().ok())
+            .and_then(|ts| zone.local_date(ts))
+    };
+    for (key, entry) in entries("dividends") {
+        match (date_of(key, entry), positive(entry.get("amount"))) {
+            (Some(date), Some(amount)) => actions.push(CorporateAction {
+                date,
+                kind: ActionKind::Dividend,
+                amount: Some(amount),
+                numerator: None,
+                denominator: None,
+            }),
+            _ => ignored += 1,
+        }
+    }
+    for (key, entry) in entries("splits") {
+        let numerator = positive(entry.get("numerator"));
+        let denominator = positive(entry.get("denominator"));
+        match (date_of(key, entry), numerator, denominator) {
+            (Some(date), Some(n), Some(d)) => actions.push(CorporateAction {
+                date,
+                kind: ActionKind::Split,
+                amount: None,
+                numerator: Some(n),
+                denominator: Some(d),
+            }),
+            _ => ignored += 1,
+        }
+    }
+    // Stable: of two entries of one date and kind, the later one wins.
+    actions.sort_by_key(|a| (a.date, a.kind));
+    let mut unique: Vec<CorporateAction> = Vec::with_capacity(actions.len());
+    for action in actions {
+        match unique.last_mut() {
+            Some(last) if (last.date, last.kind) == (action.date, action.kind) => *last = action,
+            _ => unique.push(action),
+        }
+    }
+    (unique, ignored)
 }
 
 /// What a chart response means for the pipeline (DESIGN.md 5a "Outcomes").
@@ -253,6 +354,18 @@ pub enum ChartParseError {
     },
     #[error("timestamp {0} is out of range")]
     BadTimestamp(i64),
+}
+
+/// Two bars with the same values, floats bit for bit.
+fn same_bar(a: &DailyBar, b: &DailyBar) -> bool {
+    let bits = |x: Option<f64>| x.map(f64::to_bits);
+    a.date == b.date
+        && bits(a.open) == bits(b.open)
+        && bits(a.high) == bits(b.high)
+        && bits(a.low) == bits(b.low)
+        && a.close.to_bits() == b.close.to_bits()
+        && bits(a.adj_close) == bits(b.adj_close)
+        && a.volume == b.volume
 }
 
 /// Parses a chart response body into dated bars. Bars without a close are
@@ -356,17 +469,27 @@ pub fn parse_chart(body: &[u8]) -> Result<ChartSeries, ChartParseError> {
     // Stable sort, then keep the last bar of each date.
     bars.sort_by_key(|b| b.date);
     let mut unique: Vec<DailyBar> = Vec::with_capacity(bars.len());
+    let mut superseded = Vec::new();
     for bar in bars {
         match unique.last_mut() {
-            Some(last) if last.date == bar.date => *last = bar,
+            Some(last) if last.date == bar.date => {
+                let replaced = std::mem::replace(last, bar);
+                if !same_bar(&replaced, last) {
+                    superseded.push(replaced);
+                }
+            }
             _ => unique.push(bar),
         }
     }
+    let (actions, events_ignored) = corporate_actions(result.events.as_ref(), &zone);
     Ok(ChartSeries {
         symbol,
         meta: instrument,
         zone,
         bars: unique,
         dropped_without_close: dropped,
+        superseded,
+        actions,
+        events_ignored,
     })
 }

@@ -172,6 +172,8 @@ mod tests {
                 .unwrap();
         let mark = |last: &str| Watermark {
             indicator_tail: None,
+            quarantined_bars: 0,
+            quality_findings: 0,
             last_date: d(last),
             rows: 5,
             updated_at: Utc::now(),
@@ -324,6 +326,8 @@ mod tests {
         let msft = Ticker::parse("MSFT").unwrap();
         let mark = Watermark {
             indicator_tail: None,
+            quarantined_bars: 0,
+            quality_findings: 0,
             last_date: d("2025-01-03"),
             rows: 300,
             updated_at: Utc::now(),

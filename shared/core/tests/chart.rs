@@ -251,3 +251,98 @@ fn duplicate_dates_keep_the_later_bar() {
     assert_eq!(s.bars[0].volume, Some(1200));
     assert_eq!(s.bars[0].open, None);
 }
+
+#[test]
+fn dividends_and_splits_are_read_from_events_in_the_exchange_time_zone() {
+    use mdp_core::quality::ActionKind;
+    let s = series("aapl_1d_range_2020-08-31_2020-11-06_div_split.json");
+    let kinds: Vec<(NaiveDate, ActionKind)> = s.actions.iter().map(|a| (a.date, a.kind)).collect();
+    // 1598880600 = 2020-08-31 13:30Z (09:30 New York); 1604673000 = 2020-11-06 14:30Z.
+    assert_eq!(
+        kinds,
+        vec![
+            (d("2020-08-31"), ActionKind::Split),
+            (d("2020-11-06"), ActionKind::Dividend)
+        ]
+    );
+    assert_eq!(s.actions[0].ratio(), Some(4.0));
+    assert_eq!(s.actions[0].amount, None);
+    assert_eq!(s.actions[1].amount, Some(0.205));
+    assert_eq!(s.events_ignored, 0);
+    assert_eq!(
+        s.actions_in_range(d("2020-09-01"), d("2020-11-06")).len(),
+        1
+    );
+
+    let msft = series("msft_1d_range_2021-02-01_2022-01-28_dividends.json");
+    let raw: serde_json::Value = serde_json::from_slice(&fixture(
+        "msft_1d_range_2021-02-01_2022-01-28_dividends.json",
+    ))
+    .unwrap();
+    let mut amounts: Vec<f64> = raw["chart"]["result"][0]["events"]["dividends"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v["amount"].as_f64().unwrap())
+        .collect();
+    amounts.sort_by(f64::total_cmp);
+    let mut parsed: Vec<f64> = msft.actions.iter().map(|a| a.amount.unwrap()).collect();
+    parsed.sort_by(f64::total_cmp);
+    assert_eq!(msft.actions.len(), 4);
+    assert_eq!(parsed, amounts);
+    // Every MSFT dividend is dated on a day with a bar (an ex-dividend session).
+    for action in &msft.actions {
+        assert!(
+            msft.bars.iter().any(|b| b.date == action.date),
+            "{action:?}"
+        );
+    }
+    assert!(
+        series("aapl_1d_single_day_2020-01-02.json")
+            .actions
+            .is_empty()
+    );
+}
+
+#[test]
+fn unreadable_events_are_skipped_and_counted_and_the_bars_still_parse() {
+    let body = br#"{"chart":{"result":[{"meta":{"exchangeTimezoneName":"America/New_York"},
+        "timestamp":[1577975400],
+        "indicators":{"quote":[{"open":[1.0],"high":[2.0],"low":[0.5],"close":[1.5],"volume":[10]}]},
+        "events":{"dividends":{"1577975400":{"amount":"lots","date":1577975400},
+                               "x":{"amount":0.5},
+                               "1577975401":{"amount":0.25,"date":1577975400},
+                               "1577975402":{"amount":0.3,"date":99999999999999}},
+                  "splits":{"1577975400":{"date":1577975400,"numerator":0,"denominator":1},
+                            "1577975401":{"date":1577975400,"numerator":3,"denominator":2}},
+                  "earnings":[1,2,3]}}],"error":null}}"#;
+    let s = parse_chart(body).unwrap();
+    assert_eq!(s.bars.len(), 1);
+    assert_eq!(s.events_ignored, 4, "{:?}", s.actions);
+    assert_eq!(s.actions.len(), 2);
+    assert_eq!(s.actions[0].amount, Some(0.25));
+    assert_eq!(s.actions[1].ratio(), Some(1.5));
+    // `events` of the wrong shape is no events at all.
+    let body = br#"{"chart":{"result":[{"meta":{},"timestamp":[],"events":[1]}]}}"#;
+    let s = parse_chart(body).unwrap();
+    assert!(s.actions.is_empty());
+}
+
+#[test]
+fn a_replaced_bar_of_the_same_date_is_kept_aside_unless_identical() {
+    // Two bars dated 2020-01-02 (09:30 and 16:00 New York) and an identical repeat of 01-03.
+    let body = br#"{"chart":{"result":[{"meta":{"exchangeTimezoneName":"America/New_York"},
+        "timestamp":[1577975400,1577998800,1578061800,1578061800],
+        "indicators":{"quote":[{"open":[1.0,1.0,2.0,2.0],"high":[2.0,2.5,3.0,3.0],
+          "low":[0.5,0.5,1.0,1.0],"close":[1.5,2.25,2.5,2.5],"volume":[10,20,30,30]}]}}],"error":null}}"#;
+    let s = parse_chart(body).unwrap();
+    assert_eq!(s.bars.len(), 2);
+    assert_eq!(s.bars[0].close, 2.25, "the later bar of a date wins");
+    assert_eq!(s.superseded.len(), 1);
+    assert_eq!(s.superseded[0].close, 1.5);
+    assert_eq!(
+        s.superseded_in_range(d("2020-01-03"), d("2020-01-03"))
+            .len(),
+        0
+    );
+}

@@ -50,6 +50,12 @@ pub enum ParquetError {
         len: usize,
         height: usize,
     },
+    #[error("row {row}: {column} {why}")]
+    Invalid {
+        row: usize,
+        column: &'static str,
+        why: String,
+    },
     #[error("row {row}: {column} is not a valid {expected:?}")]
     OutOfRange {
         row: usize,
@@ -167,6 +173,16 @@ pub fn encode_parquet<R: Borrow<CuratedRow>>(
     compression: ParquetCompression,
 ) -> Result<Vec<u8>, ParquetError> {
     let mut frame = rows_to_frame(rows).map_err(ParquetError::Encode)?;
+    write_frame(&mut frame, &file_arrow_schema(), compression)
+}
+
+/// Writes a frame as one Parquet file whose embedded Arrow schema is
+/// `arrow_schema` (plain `string` rather than polars' `string_view`).
+pub(crate) fn write_frame(
+    frame: &mut DataFrame,
+    arrow_schema: &ArrowSchema,
+    compression: ParquetCompression,
+) -> Result<Vec<u8>, ParquetError> {
     let codec = match compression {
         ParquetCompression::Snappy => polars::prelude::ParquetCompression::Snappy,
         ParquetCompression::Zstd => polars::prelude::ParquetCompression::Zstd(None),
@@ -175,25 +191,23 @@ pub fn encode_parquet<R: Borrow<CuratedRow>>(
     };
     let mut buf = Vec::new();
     // Our own `ARROW:schema` entry replaces the one polars would write.
-    let arrow_schema = schema_to_metadata_key(&file_arrow_schema());
+    let arrow_schema = schema_to_metadata_key(arrow_schema);
     ParquetWriter::new(&mut buf)
         .with_compression(codec)
         // Min, max and null count on every column chunk (what readers prune
         // with); distinct counts would cost a hash of every value for nothing.
         .with_statistics(StatisticsOptions::default())
         .with_key_value_metadata(Some(KeyValueMetadata::Static(vec![arrow_schema])))
-        .finish(&mut frame)
+        .finish(frame)
         .map_err(ParquetError::Encode)?;
     Ok(buf)
 }
 
-/// Decodes a curated Parquet file of `ticker`'s partition, written by
-/// [`encode_parquet`] (or any file with the schema's file columns and
-/// types); a file of the earlier layout brings its own ticker column.
-pub fn decode_parquet(bytes: &[u8], ticker: &str) -> Result<Vec<CuratedRow>, ParquetError> {
-    // polars panics on some corrupt files (the property tests list where):
-    // a corrupt partition is a refused file, not a crashed process.
-    let frame = std::panic::catch_unwind(|| ParquetReader::new(Cursor::new(bytes)).finish())
+/// Reads a Parquet file into a frame. polars panics on some corrupt files
+/// (the property tests list where): a corrupt file is a refused file, not a
+/// crashed process.
+pub(crate) fn read_frame(bytes: &[u8]) -> Result<DataFrame, ParquetError> {
+    std::panic::catch_unwind(|| ParquetReader::new(Cursor::new(bytes)).finish())
         .map_err(|panic| {
             ParquetError::Corrupt(
                 panic
@@ -203,7 +217,14 @@ pub fn decode_parquet(bytes: &[u8], ticker: &str) -> Result<Vec<CuratedRow>, Par
                     .unwrap_or_else(|| "the Parquet reader gave up".into()),
             )
         })?
-        .map_err(ParquetError::Decode)?;
+        .map_err(ParquetError::Decode)
+}
+
+/// Decodes a curated Parquet file of `ticker`'s partition, written by
+/// [`encode_parquet`] (or any file with the schema's file columns and
+/// types); a file of the earlier layout brings its own ticker column.
+pub fn decode_parquet(bytes: &[u8], ticker: &str) -> Result<Vec<CuratedRow>, ParquetError> {
+    let frame = read_frame(bytes)?;
     frame_to_rows(&frame, ticker)
 }
 

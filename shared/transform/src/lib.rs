@@ -4,7 +4,9 @@
 
 pub mod history;
 pub mod indicators;
+pub mod quality;
 pub mod repair;
+mod side;
 pub mod stage;
 
 pub use history::{lake_now, merge_history};

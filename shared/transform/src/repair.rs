@@ -43,6 +43,9 @@ pub async fn rebuild_state(
     // and a fresh count still makes every partition newer than any load.
     let previous = lake.read_watermark(ticker).await.ok().flatten();
     let generation = previous.as_ref().map_or(0, |m| m.generation) + 1;
+    let (quarantined_bars, quality_findings) = previous
+        .as_ref()
+        .map_or((0, 0), |m| (m.quarantined_bars, m.quality_findings));
     let mut instrument_type = previous.and_then(|m| m.instrument_type);
     let mut report = RebuildReport {
         rows: 0,
@@ -78,6 +81,8 @@ pub async fn rebuild_state(
         Some(last_date) => {
             let mark = Watermark {
                 indicator_tail: None,
+                quarantined_bars,
+                quality_findings,
                 last_date,
                 rows: report.rows,
                 updated_at: now,

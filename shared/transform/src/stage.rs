@@ -15,6 +15,8 @@ use mdp_core::row::DailyBar;
 use mdp_lake::{CuratedError, ParquetError, encode_parquet, read_partitions};
 
 use crate::history::{Resume, merge_span};
+use crate::quality;
+use crate::side::{SideUpdate, update_side_files};
 
 /// Partition writes of one transform in flight at once.
 const PARTITION_WRITES_IN_FLIGHT: usize = 8;
@@ -88,8 +90,13 @@ impl From<TransformError> for StageError {
 
 #[derive(Debug, Clone)]
 pub struct TransformOutcome {
-    /// Bars with a close dated inside the request's range.
+    /// Bars with a close dated inside the request's range that passed the
+    /// data-quality gate.
     pub bars_in_range: usize,
+    /// Bars of the range the gate quarantined.
+    pub bars_quarantined: usize,
+    /// Quality findings about the bars this transform (re)computed.
+    pub findings_recorded: usize,
     /// Curated rows of the ticker after the merge.
     pub rows_total: u64,
     /// Rows in the partitions rewritten (unchanged partitions are not rewritten).
@@ -98,7 +105,7 @@ pub struct TransformOutcome {
     /// (rather than resumed from the watermark's tail).
     pub full_recomputation: bool,
     pub partitions_written: Vec<String>,
-    /// The load message; `None` when the range held no bars.
+    /// The load message; `None` when the range held no bars (passed or quarantined).
     pub next: Option<LoadRequest>,
 }
 
@@ -132,7 +139,15 @@ pub async fn transform_stage(
         key: key.clone(),
         source,
     })?;
-    let incoming = series.bars_in_range(request.start, request.end);
+    // The data-quality gate: a bar that breaks a hard rule never reaches the
+    // history or the indicators; it is kept aside with its reasons.
+    let (incoming, quarantined) = quality::gate(
+        series.bars_in_range(request.start, request.end),
+        series.superseded_in_range(request.start, request.end),
+        key,
+        now,
+    );
+    let reported_actions = series.actions_in_range(request.start, request.end);
 
     // One transform of a ticker at a time (in this process, and across
     // processes sharing a local lake): the history read here is still the
@@ -294,6 +309,27 @@ pub async fn transform_stage(
         to_load.insert(year);
     }
 
+    // Dividends and splits, quality findings and quarantined bars: each
+    // recomputed from this response and the rows in hand, so a redelivery
+    // repairs whatever a stop before the watermark left out.
+    let side = update_side_files(
+        lake,
+        ticker,
+        SideUpdate {
+            range: (request.start, request.end),
+            reported_actions,
+            quarantined: &quarantined,
+            rows,
+            // A resumed transform holds the rows from its span's first on;
+            // the findings of that first row (against the row before it)
+            // are those already stored.
+            findings_from: usize::from(!full_recomputation),
+            quarantined_before: stored_mark.as_ref().map_or(0, |m| m.quarantined_bars),
+        },
+        compression,
+    )
+    .await?;
+
     let rows_total = stored_rows + merged.added;
     if let Some(last) = rows.last() {
         if !written.is_empty() || !adopted.is_empty() {
@@ -313,6 +349,8 @@ pub async fn transform_stage(
                 partitions,
                 instrument_type: last.meta.instrument_type.clone(),
                 indicator_tail: merged.tail.clone(),
+                quarantined_bars: side.quarantined_total,
+                quality_findings: side.findings_total,
             },
         )
         .await
@@ -320,7 +358,8 @@ pub async fn transform_stage(
         mdp_core::crash::point("transform.after_watermark");
     }
 
-    let next = (!incoming.is_empty()).then(|| {
+    // Quarantined bars go to the warehouse too, even when no bar passed.
+    let next = (!incoming.is_empty() || !quarantined.is_empty()).then(|| {
         let load_rows: Vec<&CuratedRow> = to_load
             .iter()
             .flat_map(|y| merged_by_year[y].iter().copied())
@@ -340,6 +379,8 @@ pub async fn transform_stage(
     });
     Ok(TransformOutcome {
         bars_in_range: incoming.len(),
+        bars_quarantined: quarantined.len(),
+        findings_recorded: side.findings_recorded,
         rows_total,
         full_recomputation,
         rows_written,

@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use mdp_core::config::ParquetCompression;
 use mdp_core::messages::TransformRequest;
+use mdp_core::quality::QualityFinding;
 use mdp_core::{
     CuratedRow, Lake, LocalStore, ObjectStore, StageError, StoreError, Ticker, Watermark,
 };
 use mdp_devtools::{synthetic_bars, synthetic_daily_chart};
-use mdp_lake::read_history;
+use mdp_lake::{read_history, read_quality_findings};
 use mdp_transform::{TransformOutcome, transform_stage};
 
 const TICKER: &str = "LONG";
@@ -43,10 +44,16 @@ impl Series {
         }
     }
 
+    /// Restates a close, widening the session's high or low to hold it (a
+    /// bar whose close is outside them is quarantined, not restated).
     fn restate(&mut self, session: usize, factor: f64) {
-        let close =
-            &mut self.body["chart"]["result"][0]["indicators"]["quote"][0]["close"][session];
-        *close = serde_json::json!(close.as_f64().unwrap() * factor);
+        let quote = &mut self.body["chart"]["result"][0]["indicators"]["quote"][0];
+        let close = quote["close"][session].as_f64().unwrap() * factor;
+        quote["close"][session] = serde_json::json!(close);
+        let high = quote["high"][session].as_f64().unwrap().max(close);
+        let low = quote["low"][session].as_f64().unwrap().min(close);
+        quote["high"][session] = serde_json::json!(high);
+        quote["low"][session] = serde_json::json!(low);
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -159,7 +166,10 @@ async fn backfilled(series: &Series, through: usize) -> (tempfile::TempDir, Lake
 }
 
 /// What one transform of the same bars into an empty lake gives.
-async fn recomputed(series: &Series, through: usize) -> (Vec<CuratedRow>, Watermark) {
+async fn recomputed(
+    series: &Series,
+    through: usize,
+) -> (Vec<CuratedRow>, Watermark, Vec<QualityFinding>) {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake_in(dir.path());
     let out = transform(
@@ -172,7 +182,12 @@ async fn recomputed(series: &Series, through: usize) -> (Vec<CuratedRow>, Waterm
     .await;
     assert!(out.full_recomputation);
     let mark = lake.read_watermark(&ticker()).await.unwrap().unwrap();
-    (read_history(&lake, &ticker()).await.unwrap(), mark)
+    let findings = read_quality_findings(&lake, &ticker()).await.unwrap();
+    (
+        read_history(&lake, &ticker()).await.unwrap(),
+        mark,
+        findings,
+    )
 }
 
 /// Every value bit for bit (the timestamps say when a row changed, which
@@ -188,7 +203,7 @@ fn assert_bit_identical(got: &[CuratedRow], expected: &[CuratedRow], what: &str)
 }
 
 async fn assert_matches_recomputation(lake: &Lake, series: &Series, through: usize, what: &str) {
-    let (expected, expected_mark) = recomputed(series, through).await;
+    let (expected, expected_mark, expected_findings) = recomputed(series, through).await;
     let got = read_history(lake, &ticker()).await.unwrap();
     assert_bit_identical(&got, &expected, what);
     let mark = lake.read_watermark(&ticker()).await.unwrap().unwrap();
@@ -201,6 +216,15 @@ async fn assert_matches_recomputation(lake: &Lake, series: &Series, through: usi
         mark.indicator_tail, expected_mark.indicator_tail,
         "{what}: the tail the next day resumes from"
     );
+    // The synthetic series trades on weekdays, exchange holidays included:
+    // every holiday is a finding, and a restatement makes moves.
+    assert!(!expected_findings.is_empty());
+    assert_eq!(
+        read_quality_findings(lake, &ticker()).await.unwrap(),
+        expected_findings,
+        "{what}: quality findings"
+    );
+    assert_eq!(mark.quality_findings, expected_findings.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -185,6 +185,8 @@ async fn a_load_records_its_generation_only_when_nothing_older_is_missing() {
     let k2025 = put_partition(&lake, &rows("MSFT", 400, 10), 2025).await;
     let watermark = |generation: u64, partitions: &[(i32, u64)]| Watermark {
         indicator_tail: None,
+        quarantined_bars: 0,
+        quality_findings: 0,
         last_date: NaiveDate::from_ymd_opt(2025, 2, 14).unwrap(),
         rows: 40,
         updated_at: Utc::now(),

@@ -272,6 +272,8 @@ mod tests {
         assert_eq!(lake.read_watermark(&t).await.unwrap(), None);
         let mark = Watermark {
             indicator_tail: None,
+            quarantined_bars: 0,
+            quality_findings: 0,
             last_date: "2025-06-30".parse().unwrap(),
             rows: 120,
             updated_at: chrono::Utc::now(),

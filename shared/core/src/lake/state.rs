@@ -38,6 +38,17 @@ pub struct Watermark {
     /// a transform that rewrote old years) the transform recomputes in full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indicator_tail: Option<IndicatorTail>,
+    /// Bars the data-quality gate has kept out of the curated zone
+    /// (`quarantine/market_data/`), for `mdp status`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quarantined_bars: u64,
+    /// Soft-rule findings recorded for the ticker (`quality/findings/`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quality_findings: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Bars an [`IndicatorTail`] keeps: the 20 closes the widest indicator
