@@ -115,43 +115,19 @@ pub async fn read_ticker(lake: &Lake, ticker: &Ticker) -> TickerData {
         Ok(mark) => data.watermark = mark,
         Err(e) => note("the watermark", &e),
     }
-    let side = side::read_side_tables(lake, ticker).await;
-    match side.actions {
+    match mdp_lake::read_corporate_actions(lake, ticker).await {
         Ok(v) => data.actions = v,
         Err(e) => note("the corporate actions", &e),
     }
-    match side.findings {
+    match mdp_lake::read_quality_findings(lake, ticker).await {
         Ok(v) => data.findings = v,
         Err(e) => note("the quality findings", &e),
     }
-    match side.quarantine {
+    match mdp_lake::read_quarantine(lake, ticker).await {
         Ok(v) => data.quarantine = v,
         Err(e) => note("the quarantined bars", &e),
     }
     data
-}
-
-mod side {
-    //! The corporate actions, quality findings and quarantined bars of a
-    //! ticker, from the lake's side tables.
-    use mdp_core::quality::{CorporateAction, QualityFinding, QuarantinedBar};
-    use mdp_core::{Lake, Ticker};
-    use mdp_lake::CuratedError;
-
-    pub struct SideTables {
-        pub actions: Result<Vec<CorporateAction>, CuratedError>,
-        pub findings: Result<Vec<QualityFinding>, CuratedError>,
-        pub quarantine: Result<Vec<QuarantinedBar>, CuratedError>,
-    }
-
-    pub async fn read_side_tables(lake: &Lake, ticker: &Ticker) -> SideTables {
-        let _ = (lake, ticker);
-        SideTables {
-            actions: Ok(Vec::new()),
-            findings: Ok(Vec::new()),
-            quarantine: Ok(Vec::new()),
-        }
-    }
 }
 
 /// Reads each ticker (`None`: every ticker with curated data) from the

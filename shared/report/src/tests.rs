@@ -433,6 +433,35 @@ async fn write_report_writes_the_index_and_a_page_per_ticker() {
         .put(&Lake::curated_key(&t("MSFT"), 2025), bytes)
         .await
         .unwrap();
+    // The side files the transform writes: actions, findings, quarantine.
+    let snappy = mdp_core::config::ParquetCompression::Snappy;
+    let msft_t = t("MSFT");
+    let side = [
+        (
+            Lake::corporate_actions_key(&msft_t),
+            mdp_lake::encode_corporate_actions(&[dividend("2025-05-21", 0.83)], snappy).unwrap(),
+        ),
+        (
+            Lake::quality_findings_key(&msft_t),
+            mdp_lake::encode_quality_findings(
+                &[QualityFinding {
+                    date: d("2025-05-22"),
+                    rule: SoftRule::LargeMove,
+                    detail: "close moved 12%".into(),
+                }],
+                snappy,
+            )
+            .unwrap(),
+        ),
+        (
+            Lake::quarantine_key(&msft_t),
+            mdp_lake::encode_quarantine(&[quarantined("2025-05-23", "high 9 < open 10")], snappy)
+                .unwrap(),
+        ),
+    ];
+    for (key, bytes) in side {
+        lake.store().put(&key, bytes).await.unwrap();
+    }
     // Every ticker of the lake, under the lake's reports/ prefix.
     let outcome = write_report(&lake, None, lake.store(), LAKE_REPORT_PREFIX, now())
         .await
@@ -447,6 +476,12 @@ async fn write_report_writes_the_index_and_a_page_per_ticker() {
     let page = std::fs::read_to_string(dir.path().join("lake/reports/tickers/MSFT.html")).unwrap();
     assert!(page.contains("MSFT Corporation"));
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    assert!(page.contains("<td>2025-05-21</td><td>dividend</td><td>0.83 per share</td>"));
+    assert!(chart(&page, "price").contains(&label("Dividend (ex-date, amount per share)")));
+    assert!(page.contains("close moved 12%"));
+    assert!(page.contains("<code>high_below_open_or_close</code>"));
+    let index = std::fs::read_to_string(dir.path().join("lake/reports/index.html")).unwrap();
+    assert!(index.contains("⚠ 1 quarantined, 1 finding"));
 
     // Chosen tickers into another store: one without data still gets a page.
     let out = LocalStore::new(dir.path().join("out"));
