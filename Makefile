@@ -15,9 +15,10 @@ MDP_BENCH = RUST_LOG=$${RUST_LOG:-warn} $(CARGO) run --quiet --profile bench -p 
 MDP_FUZZ_CASES ?= 100000
 MDP_FUZZ_SEED ?= random
 
-.PHONY: demo run load migrate test fuzz python-deps lint fmt mdp build lambda-tools invoke measure-lambdas cost-model load-test deploy bench bench-check bench-baseline clean
+.PHONY: demo run load report migrate test fuzz python-deps browser-deps lint fmt mdp build lambda-tools invoke measure-lambdas cost-model load-test deploy bench bench-check bench-baseline clean
 
-## demo: the whole pipeline offline on bundled recorded responses, into ./data
+## demo: the whole pipeline offline on bundled recorded responses, into ./data; also writes the
+## HTML report (./data/reports/index.html) and prints its path
 demo:
 	$(CARGO) run --quiet -p mdp -- demo
 
@@ -29,13 +30,18 @@ run:
 load:
 	$(CARGO) run --quiet -p mdp -- load $(ARGS)
 
+## report: the offline HTML report of the lake, by default into its reports/ prefix
+## (./data/reports/index.html); ARGS="--tickers AAPL,MSFT --out DIR|s3://BUCKET/PREFIX"
+report:
+	$(CARGO) run --quiet -p mdp -- report $(ARGS)
+
 ## migrate: create or upgrade the warehouse schema
 migrate:
 	$(CARGO) run --quiet -p mdp -- warehouse migrate
 
 ## test: every test of the workspace, the offline template check and the bench guard's own tests
-## (needs the local Postgres; installs the Python tools if missing)
-test: python-deps
+## (needs the local Postgres; installs the Python tools and headless Chromium if missing)
+test: python-deps browser-deps
 	$(PYTHON) infra/check_template.py
 	$(PYTHON) -m unittest discover -s infra/bench -p 'test_*.py'
 	$(CARGO) test --workspace
@@ -49,6 +55,10 @@ fuzz:
 python-deps:
 	@$(PYTHON) -c "import pandas, polars, numpy, pyarrow, duckdb, moto, samtranslator, cfnlint" 2>/dev/null || $(PYTHON) -m pip install --quiet -r tests/requirements.txt
 
+## browser-deps: headless Chromium (Debian's chromium) for the report's browser test, tests/report_browser.rs
+browser-deps:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 ## lint: formatting and clippy with warnings as errors
 lint:
 	$(CARGO) fmt --all -- --check
@@ -61,12 +71,12 @@ fmt:
 mdp:
 	$(CARGO) build --release -p mdp
 
-## build: the four Lambda packages, target/lambda/<function>/bootstrap.zip, for arm64
+## build: the five Lambda packages, target/lambda/<function>/bootstrap.zip, for arm64
 ## (as template.yaml deploys them) when the Rust aarch64 target is installed, else for this host
 build: lambda-tools
 	@if [ -d "$$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-gnu" ]; then arch=--arm64; \
 	else echo "note: the aarch64-unknown-linux-gnu target is not installed (rustup target add aarch64-unknown-linux-gnu); building for this host instead"; arch=--x86-64; fi; \
-	$(CARGO) lambda build --release $$arch --output-format zip -p validate -p fetch -p transform -p load
+	$(CARGO) lambda build --release $$arch --output-format zip -p validate -p fetch -p transform -p load -p report
 	@ls -l target/lambda/*/bootstrap.zip
 
 lambda-tools:
