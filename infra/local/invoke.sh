@@ -2,12 +2,12 @@
 # `make invoke`: runs the functions under `cargo lambda watch` (the Lambda
 # runtime emulator) against local AWS (moto), the local chart server and the
 # local Postgres, and invokes each with its sample event from events/:
-#   validate → fetch (AAPL 2025) → transform → load.
+#   validate → fetch (AAPL 2025) → transform → load → report (the HTML report into lake/reports/).
 # Offline. FUNCTIONS="fetch" invokes only some.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-FUNCTIONS=${FUNCTIONS:-"validate fetch transform load"}
+FUNCTIONS=${FUNCTIONS:-"validate fetch transform load report"}
 CHART_PORT=${MDP_LOCAL_CHART_PORT:-9876}
 INVOKE_PORT=${MDP_LOCAL_INVOKE_PORT:-9000}
 export MDP_TEST_POSTGRES_URL=${MDP_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}

@@ -100,7 +100,7 @@ QUEUES: dict[str, dict[str, Any]] = {
     "LoadQueue": {"fifo": True},
 }
 
-# The four functions:
+# The five functions (the fifth, report, is invoked by its own schedule):
 # - binary, timeout (s), log group, the queue consumed ("source") and the
 #   event source mapping's BatchSize ("batch");
 # - env: variables (besides the common ones of functions.COMMON_ENV) and
@@ -179,4 +179,26 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "list": {"lake/curated/*"},
         "secret": True,
     },
+    "ReportFunction": {
+        "binary": "report",
+        "timeout": 300,
+        "log_group": "ReportLogGroup",
+        "source": None,
+        "batch": None,
+        "env": {},
+        "unset": set(),
+        "send": set(),
+        # The curated rows and corporate actions, the watermarks, the quality
+        # findings and the quarantined bars; listing them lists the tickers
+        # and makes an absent side file a 404.
+        "get": {"lake/curated/*", "lake/state/*", "lake/quality/*", "lake/quarantine/*"},
+        "put": {"lake/reports/*"},
+        "list": {"lake/curated/*", "lake/state/*", "lake/quality/*", "lake/quarantine/*"},
+        "secret": False,
+    },
 }
+
+# The function each schedule invokes: the daily run and the freshness check
+# invoke validate; the report's schedule (after the daily run's loads) the
+# report function.
+REPORT_FUNCTION = "ReportFunction"

@@ -14,7 +14,7 @@ import re
 
 from .cfn import NO_VALUE, Context, Unresolvable, check, referenced, resolve
 from .expected import FUNCTIONS, MAX_RECEIVES, QUEUES
-from .observability import is_freshness, schedule_dead_letter_queues
+from .observability import is_freshness, is_report, schedule_dead_letter_queues
 
 FETCH_DEFAULT_CONCURRENCY = 5
 SQS_MAX_VISIBILITY = 43200
@@ -85,6 +85,7 @@ REQUIRED_OUTPUTS = {
     "FetchFunctionArn": "<FetchFunction.Arn>",
     "TransformFunctionArn": "<TransformFunction.Arn>",
     "LoadFunctionArn": "<LoadFunction.Arn>",
+    "ReportFunctionArn": "<ReportFunction.Arn>",
     "ScheduleName": None,  # checked against the generated schedule (check_outputs)
 }
 
@@ -334,11 +335,14 @@ def check_queues_and_mappings(ctx: Context) -> None:
 def check_schedule(ctx: Context) -> None:
     """Sets ctx.schedule to the schedule's logical id (check_outputs needs it)."""
     res, params, sam = ctx.res, ctx.params, ctx.sam
-    # The daily run's; the freshness check's schedule is checked in operations.
+    # The daily run's; the freshness check's and the report's schedules are
+    # checked in operations.
     schedules = {
         k: v["Properties"]
         for k, v in res.items()
-        if v["Type"] == "AWS::Scheduler::Schedule" and not is_freshness(v["Properties"])
+        if v["Type"] == "AWS::Scheduler::Schedule"
+        and not is_freshness(v["Properties"])
+        and not is_report(v["Properties"])
     }
     if not check(len(schedules) == 1, f"{len(schedules)} AWS::Scheduler::Schedule of the daily run, expected 1"):
         return

@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from .cfn import ROOT, Context, Unresolvable, check, referenced, resolve
-from .expected import FUNCTIONS, QUEUES
+from .expected import FUNCTIONS, QUEUES, REPORT_FUNCTION
 
 # ------------------------------------------------------------ the metrics
 NAMESPACE = "MarketDataPipeline"
@@ -131,6 +131,16 @@ def is_freshness(schedule: dict[str, Any]) -> bool:
         return json.loads(str((schedule.get("Target") or {}).get("Input"))) == FRESHNESS_INPUT
     except json.JSONDecodeError:
         return False
+
+
+def is_report(schedule: dict[str, Any]) -> bool:
+    """The HTML report's schedule: it invokes the report function."""
+    return REPORT_FUNCTION in referenced((schedule.get("Target") or {}).get("Arn"))
+
+
+def schedule_target(schedule: dict[str, Any]) -> str:
+    """The function a schedule must invoke."""
+    return REPORT_FUNCTION if is_report(schedule) else "ValidateFunction"
 
 
 def schedule_dead_letter_queues(res: dict[str, Any]) -> dict[str, str]:

@@ -24,9 +24,11 @@ from .observability import (
     SUMMARY,
     check_stage_dimension,
     is_freshness,
+    is_report,
     metric_catalogue,
     redrive_dead_letter_queues,
     schedule_dead_letter_queues,
+    schedule_target,
     schedules,
     shown,
     single_ref,
@@ -200,21 +202,28 @@ def fires_every_day(expression: str) -> bool:
 
 
 def check_schedule_dead_letters(ctx: Context) -> None:
-    """Two schedules, both invoking validate: the daily run and the
+    """Three schedules: two invoking validate, the daily run and the
     freshness check (input {"check": "freshness"}, from the
     FreshnessScheduleExpression parameter, in ScheduleTimezone, daily so that
     the StaleTickers alarm's missing-data-breaching never fires for a day
-    without a check). Each has a dead-letter queue of its own, declared in
+    without a check), and the HTML report's, invoking the report function
+    (from the ReportScheduleExpression parameter, on weekdays, after the
+    daily run). Each has a dead-letter queue of its own, declared in
     the template, encrypted, keeping messages 14 days (the alarm on it is
     checked by check_alarms, the role's grant by security.check_iam)."""
     res, params = ctx.res, ctx.params
     all_schedules = schedules(res)
     fresh = [k for k, s in all_schedules.items() if is_freshness(s)]
-    check(len(all_schedules) == 2 and len(fresh) == 1, f"schedules {sorted(all_schedules)}, expected the daily run and one freshness check")
+    report = [k for k, s in all_schedules.items() if is_report(s)]
+    check(
+        len(all_schedules) == 3 and len(fresh) == 1 and len(report) == 1,
+        f"schedules {sorted(all_schedules)}, expected the daily run, one freshness check and one report",
+    )
     dlqs = schedule_dead_letter_queues(res)
     for name, s in all_schedules.items():
         target = s.get("Target") or {}
-        check(single_ref(target.get("Arn")) == "ValidateFunction", f"{name}: does not invoke ValidateFunction")
+        want = schedule_target(s)
+        check(single_ref(target.get("Arn")) == want, f"{name}: does not invoke {want}")
         queue = dlqs.get(name)
         if not check(queue, f"{name}: no DeadLetterConfig on its target (an invocation the scheduler gives up on is lost)"):
             continue
@@ -243,14 +252,31 @@ def check_schedule_dead_letters(ctx: Context) -> None:
         fires_every_day(expr),
         f"{fresh[0]}: default expression {expr!r} skips days; StaleTickersAlarm treats a day without a check as breaching, so it would alarm on those days",
     )
-    daily = [k for k in all_schedules if k != fresh[0]]
+    daily = [k for k in all_schedules if k != fresh[0] and k not in report]
+    hour = lambda e: (m.group(2) if (m := re.fullmatch(r"cron\((\S+) (\S+) .*\)", e)) else None)  # noqa: E731
+    main_hour = hour(str(resolve(all_schedules[daily[0]].get("ScheduleExpression"), params))) if daily else None
     if daily:
-        hour = lambda e: (m.group(2) if (m := re.fullmatch(r"cron\((\S+) (\S+) .*\)", e)) else None)  # noqa: E731
-        main_hour, fresh_hour = hour(str(resolve(all_schedules[daily[0]].get("ScheduleExpression"), params))), hour(expr)
+        fresh_hour = hour(expr)
         check(
             main_hour is None or fresh_hour is None or (main_hour.isdigit() and fresh_hour.isdigit() and int(fresh_hour) > int(main_hour)),
             f"{fresh[0]}: by default at hour {fresh_hour}, not after the daily run (hour {main_hour})",
         )
+    if len(report) == 1:
+        r = all_schedules[report[0]]
+        check(referenced(r.get("ScheduleExpression")) == {"ReportScheduleExpression"}, f"{report[0]}: expression is not the ReportScheduleExpression parameter")
+        report_expr = str(resolve(r.get("ScheduleExpression"), params))
+        m = re.fullmatch(r"cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)", report_expr)
+        check(bool(m) and m.group(5).upper() in ("MON-FRI", "2-6"), f"{report[0]}: default expression {report_expr!r} is not on weekdays")
+        report_hour = m.group(2) if m else None
+        check(
+            main_hour is None or (report_hour or "").isdigit() and main_hour.isdigit() and int(report_hour) > int(main_hour),
+            f"{report[0]}: by default at hour {report_hour}, not after the daily run (hour {main_hour})",
+        )
+        try:
+            report_input = json.loads(str((r.get("Target") or {}).get("Input")))
+        except json.JSONDecodeError:
+            report_input = None
+        check(report_input == {}, f"{report[0]}: input {report_input!r}, expected {{}} (every ticker with curated data)")
 
 
 # ------------------------------------------------------------ local files

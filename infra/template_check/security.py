@@ -23,7 +23,7 @@ from typing import Any
 
 from .cfn import Context, Unresolvable, as_list, check, referenced, resolve
 from .expected import CONSUMER_ACTIONS, FUNCTIONS, LAKE_PREFIX, LOG_ACTIONS, TRACE_ACTIONS
-from .observability import schedule_dead_letter_queues, schedules
+from .observability import schedule_dead_letter_queues, schedule_target, schedules
 
 # The AWS managed policy SAM attaches to the role it generates for a function
 # with an SQS event (ReceiveMessage, DeleteMessage, GetQueueAttributes on "*").
@@ -264,7 +264,8 @@ def check_iam(ctx: Context) -> None:
             check(False, f"{name}: may not {action} on {where}, which it needs")
         for action in FORBIDDEN:
             check(not any(allows(st, action) for st in stmts), f"{name}: is allowed {action}")
-    # A schedule's role may only invoke validate and send to the schedule's
+    # A schedule's role may only invoke its function (validate, or the
+    # report function for the report's schedule) and send to the schedule's
     # own dead-letter queue (SAM adds that grant for DeadLetterConfig).
     dead_letters = schedule_dead_letter_queues(res)
     for rid, r in res.items():
@@ -273,13 +274,13 @@ def check_iam(ctx: Context) -> None:
         check(not r["Properties"].get("ManagedPolicyArns"), f"{rid}: the schedule's role has managed policies")
         users = [s for s, props in schedules(res).items() if rid in referenced((props.get("Target") or {}).get("RoleArn"))]
         check(len(users) == 1, f"{rid}: the role of schedules {users}, expected exactly one")
-        want = {("lambda:InvokeFunction", "ValidateFunction")}
+        want = {("lambda:InvokeFunction", schedule_target(schedules(res)[s])) for s in users}
         want |= {("sqs:SendMessage", dead_letters[s]) for s in users if s in dead_letters}
         stmts = statements(r)
         for st in stmts:
             check_statement_shape(rid, st, ctx)
         got = grants(stmts, ctx)
         for action, where in sorted(got - want):
-            check(False, f"{rid}: the schedule's role may {action} on {where}; it may only invoke ValidateFunction and send to its dead-letter queue")
+            check(False, f"{rid}: the schedule's role may {action} on {where}; it may only invoke its function and send to its dead-letter queue")
         for action, where in sorted(want - got):
             check(False, f"{rid}: the schedule's role may not {action} on {where}, which it needs")
