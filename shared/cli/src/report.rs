@@ -34,10 +34,11 @@ impl ReportTarget {
         } else {
             LakeUri::File(PathBuf::from(out))
         };
-        if let LakeUri::File(path) = &uri {
-            if path.exists() && !path.is_dir() {
-                return Err(format!("{} is a file, not a folder", path.display()));
-            }
+        if let LakeUri::File(path) = &uri
+            && path.exists()
+            && !path.is_dir()
+        {
+            return Err(format!("{} is a file, not a folder", path.display()));
         }
         Ok(ReportTarget {
             uri,

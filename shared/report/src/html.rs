@@ -309,15 +309,18 @@ pub fn render_ticker_page(data: &TickerData, now: DateTime<Utc>) -> String {
     fact(&mut body, "Freshness", &freshness_badge(&fresh));
     fact(&mut body, "Quality", &quality_badge(&quality));
     fact(&mut body, "Rows", &data.rows.len().to_string());
-    if let Some(meta) = data.rows.last().map(|r| &r.meta) {
-        if meta.fifty_two_week_low.is_some() || meta.fifty_two_week_high.is_some() {
-            let range = format!(
-                "{} – {}",
-                opt_price(meta.fifty_two_week_low),
-                opt_price(meta.fifty_two_week_high)
-            );
-            fact(&mut body, "52-week range", &esc(&range));
-        }
+    if let Some(meta) = data
+        .rows
+        .last()
+        .map(|r| &r.meta)
+        .filter(|m| m.fifty_two_week_low.is_some() || m.fifty_two_week_high.is_some())
+    {
+        let range = format!(
+            "{} – {}",
+            opt_price(meta.fifty_two_week_low),
+            opt_price(meta.fifty_two_week_high)
+        );
+        fact(&mut body, "52-week range", &esc(&range));
     }
     body.push_str("</dl>\n");
 
