@@ -56,6 +56,13 @@ async fn demo_runs_offline_with_defaults_and_a_rerun_changes_no_row() {
             .is_file()
     );
     assert!(data.join("state/ticker=NVDA.json").is_file());
+    // And the HTML report, whose index it names.
+    assert!(
+        stdout.contains("report:    ./data/reports/index.html"),
+        "{stdout}"
+    );
+    assert!(data.join("reports/index.html").is_file());
+    assert!(data.join("reports/tickers/BTC-USD.html").is_file());
     let rows = warehouse_rows(dir.path()).await;
     // 252 MSFT + 252 NVDA + 49 AAPL + 366 BTC-USD bars with a close.
     assert_eq!(rows.len(), 252 + 252 + 49 + 366);
@@ -166,6 +173,43 @@ fn bad_configuration_fails_at_start_with_one_line_naming_the_variable() {
 }
 
 #[test]
+fn report_writes_where_asked_and_refuses_bad_input_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty lake: an index saying so, at the default place.
+    let out = mdp(dir.path(), &["report"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "./data/reports/index.html\n");
+    assert!(dir.path().join("data/reports/index.html").is_file());
+    // Chosen tickers into a folder: ^GSPC's page under its lake encoding.
+    let out = mdp(
+        dir.path(),
+        &["report", "--tickers", "^gspc", "--out", "site"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "site/index.html\n");
+    assert!(dir.path().join("site/tickers/%5EGSPC.html").is_file());
+    std::fs::write(dir.path().join("a-file"), "x").unwrap();
+    for (args, needle) in [
+        (vec!["report", "--tickers", "no way!"], "invalid ticker"),
+        (vec!["report", "--out", "a-file"], "not a folder"),
+        (
+            vec!["report", "--out", "ftp://host/x"],
+            "s3://BUCKET/PREFIX",
+        ),
+    ] {
+        let out = mdp(dir.path(), &args, &[]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn help_lists_the_user_commands_and_hides_the_development_ones() {
     let dir = tempfile::tempdir().unwrap();
     let help = mdp(dir.path(), &["--help"], &[]);
@@ -185,6 +229,7 @@ fn help_lists_the_user_commands_and_hides_the_development_ones() {
             "status",
             "demo",
             "load",
+            "report",
             "warehouse",
             "state",
             "lake",
