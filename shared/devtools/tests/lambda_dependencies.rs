@@ -13,13 +13,27 @@ use serde_json::Value;
 
 /// Each function and the packages its closure must not contain (`polars`
 /// stands for every `polars-*` package too).
-const FORBIDDEN: [(&str, &[&str]); 4] = [
+const FORBIDDEN: [(&str, &[&str]); 5] = [
     ("validate", &["mdp-devtools", "polars"]),
     ("fetch", &["mdp-devtools", "polars"]),
     ("transform", &["mdp-devtools"]),
     // The load function reads Parquet through mdp-lake; the indicators
     // (mdp-transform) and the chart client are not its business.
     ("load", &["mdp-devtools", "mdp-transform", "mdp-chart"]),
+    // The report function reads the lake (mdp-lake) and draws (plotters):
+    // no indicators, chart client, warehouse, nor font loading.
+    (
+        "report",
+        &[
+            "mdp-devtools",
+            "mdp-transform",
+            "mdp-chart",
+            "mdp-warehouse",
+            "sqlx",
+            "font-kit",
+            "ab_glyph",
+        ],
+    ),
 ];
 
 struct Graph {
