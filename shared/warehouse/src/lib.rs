@@ -22,6 +22,7 @@ mod migrate;
 mod port;
 mod postgres;
 mod redshift;
+mod side;
 mod sql;
 mod sqlite;
 mod stage;
@@ -40,6 +41,10 @@ pub use port::{
 };
 pub use postgres::PostgresWarehouse;
 pub use redshift::RedshiftWarehouse;
+pub use side::{
+    CORPORATE_ACTIONS_TABLE, FINDINGS_TABLE, QUARANTINE_TABLE, SideBatch, SideReport, SideRows,
+    StoredAction, StoredFinding, check_side,
+};
 pub use sqlite::SqliteWarehouse;
 pub use stage::{load_stage, reload_ticker};
 
@@ -116,6 +121,34 @@ pub async fn connect_rows(config: &Config) -> Result<Arc<dyn RowWarehouse>, Ware
             ));
         }
     })
+}
+
+fn log_side(
+    ticker: &Ticker,
+    schema: &str,
+    strategy: LoadStrategy,
+    report: &SideReport,
+    started: Instant,
+) {
+    let r = report;
+    tracing::info!(
+        ticker = %ticker,
+        schema,
+        %strategy,
+        actions_in = r.actions.rows_in,
+        actions_inserted = r.actions.inserted,
+        actions_updated = r.actions.updated,
+        actions_deleted = r.actions.deleted,
+        findings_in = r.findings.rows_in,
+        findings_inserted = r.findings.inserted,
+        findings_updated = r.findings.updated,
+        findings_deleted = r.findings.deleted,
+        quarantine_in = r.quarantine.rows_in,
+        quarantine_inserted = r.quarantine.inserted,
+        quarantine_updated = r.quarantine.updated,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "loaded side data into warehouse"
+    );
 }
 
 fn log_load(
