@@ -14,6 +14,11 @@
 //!
 //! Values round-trip exactly: floats bit for bit, dates, and timestamps to
 //! the microsecond (finer digits are dropped, as Postgres keeps microseconds).
+//!
+//! Beside the fact table, the side tables of issue 12 (`fact_corporate_actions`,
+//! `quality_quarantine`, `quality_findings`) take a ticker's corporate actions
+//! and data-quality results through [`WarehouseLoader::load_side`]: see
+//! [`side`](crate::SideBatch) for what each strategy does to each table.
 
 mod ddl;
 mod errors;
