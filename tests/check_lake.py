@@ -56,6 +56,10 @@ of `mdp demo`); the curated table is DATA_DIR/curated/market_data.
    loader) has exactly the columns, order and types of the files the
    transform wrote, and the partition keys the folder's Hive partitioning
    has (ticker string, year int).
+9. The side tables (curated/corporate_actions, quality/findings,
+   quarantine/market_data; ticker=<enc>/part-0.parquet) have their columns,
+   plain strings and date32 dates, and pandas and pyarrow read each folder
+   with the ticker decoded from the path.
 
 Verified with the versions pinned in tests/requirements.txt (pyarrow 26.0.1,
 pandas 3.1.1, polars 2.1.0, duckdb 2.0.1; Python 3.11). The issue asks the
@@ -84,6 +88,7 @@ import pyarrow as pa
 
 from lake_checks.common import SYNTHETIC, SYNTHETIC_YEAR, fail
 from lake_checks.files import check_file, check_glue_table, check_projection_reads, check_warehouse
+from lake_checks.side import check_side_tables
 from lake_checks.readers import check_date_pruning, check_partition_pruning, check_reader_projection, check_readers
 
 
@@ -152,6 +157,9 @@ def main() -> None:
     # 8. the Athena table describes the files the transform wrote.
     tid = check_glue_table(files)
 
+    # 9. the side tables (corporate actions, findings, quarantine) read the same way.
+    side = check_side_tables(data)
+
     if snapshot(data / "curated") != before:
         fail(f"{data / 'curated'} changed while it was read")
     tickers = sorted({t for t, _ in real})
@@ -160,7 +168,8 @@ def main() -> None:
         f"no ticker column, plain string; pandas {pd.__version__}, pyarrow {pa.__version__}, polars {pl.__version__} "
         f"and duckdb {duckdb.__version__} read the folder with ^GSPC and EURUSD=X decoded ({len(truth)} rows); "
         f"ticker filters prune files; {n_ranges} date ranges pruned by statistics; 4-column reads touch only their chunks; "
-        f"warehouse equal ({n_wh} rows); Glue table {tid} matches the files"
+        f"warehouse equal ({n_wh} rows); Glue table {tid} matches the files; "
+        f"side tables read by pandas and pyarrow: {side}"
     )
 
 

@@ -401,3 +401,124 @@ async fn a_panic_in_one_ticker_never_stops_the_others() {
     assert_eq!(warehouse_rows(&pipeline.config, None).await.len(), 19);
     pipeline.warehouse.close().await;
 }
+
+/// A response poisoned with bars that break hard rules, through the whole
+/// pipeline: the bad bars are quarantined in the lake and the warehouse, the
+/// good ones load; the response's splits and dividends and the findings
+/// reach the warehouse equal to the lake's; a second run changes nothing.
+async fn a_poisoned_response_quarantines_its_bad_bars_while_the_good_ones_load(store: Store) {
+    use mdp_core::quality::{ActionKind, HardRule};
+    use mdp_lake::{read_corporate_actions, read_quality_findings, read_quarantine};
+
+    let mut body: serde_json::Value = serde_json::from_slice(&yahoo_fixture(
+        "aapl_1d_range_2020-08-31_2020-11-06_div_split.json",
+    ))
+    .unwrap();
+    let quote = &mut body["chart"]["result"][0]["indicators"]["quote"][0];
+    quote["close"][5] = serde_json::json!(-1.0);
+    quote["volume"][6] = serde_json::json!(-100);
+    let low = quote["low"][7].as_f64().unwrap();
+    quote["high"][7] = serde_json::json!(low / 2.0);
+    let server = mdp_devtools::ChartReplayServer::start().await.unwrap();
+    server
+        .add_series("AAPL", &serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    let scratch = Scratch::new(&server, store);
+    let pipeline = scratch.pipeline().await;
+    let event = range_event(&["AAPL"], "2020-08-31", "2020-11-06");
+    let summary = pipeline.run(&event, d("2020-11-09")).await.unwrap();
+    assert!(summary.all_succeeded(), "{}", summary.render());
+    let aapl = by_ticker(&summary, "AAPL");
+    assert_eq!((aapl.rows_fetched, aapl.bars_quarantined), (49, 3));
+    assert!(
+        summary.render().contains("AAPL: 3 bar(s) quarantined"),
+        "{}",
+        summary.render()
+    );
+
+    let t = ticker("AAPL");
+    let lake_rows = read_history(&pipeline.lake, &t).await.unwrap();
+    assert_eq!(lake_rows.len(), 46);
+    assert_eq!(warehouse_rows(&pipeline.config, Some(&t)).await, lake_rows);
+
+    let warehouse = mdp_warehouse::connect_rows(&pipeline.config).await.unwrap();
+    let side = warehouse.read_side(&t).await.unwrap();
+    let quarantine = read_quarantine(&pipeline.lake, &t).await.unwrap();
+    assert_eq!(quarantine.len(), 3);
+    assert_eq!(
+        side.quarantine, quarantine,
+        "the warehouse holds the lake's quarantine"
+    );
+    assert_eq!(
+        quarantine
+            .iter()
+            .map(|q| q.rules.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            vec![HardRule::PriceNotPositive],
+            vec![HardRule::NegativeVolume],
+            vec![HardRule::HighBelowOpenOrClose]
+        ]
+    );
+    assert!(
+        quarantine
+            .iter()
+            .all(|q| !lake_rows.iter().any(|r| r.date() == q.bar.date))
+    );
+
+    // The 4-for-1 split of 2020-08-31 and the 0.205 dividend of 2020-11-06.
+    let actions = read_corporate_actions(&pipeline.lake, &t).await.unwrap();
+    assert_eq!(
+        actions
+            .iter()
+            .map(|a| (a.date, a.kind, a.amount, a.ratio()))
+            .collect::<Vec<_>>(),
+        vec![
+            (d("2020-08-31"), ActionKind::Split, None, Some(4.0)),
+            (d("2020-11-06"), ActionKind::Dividend, Some(0.205), None)
+        ]
+    );
+    assert_eq!(
+        side.actions
+            .iter()
+            .map(|a| a.action.clone())
+            .collect::<Vec<_>>(),
+        actions
+    );
+    let findings = read_quality_findings(&pipeline.lake, &t).await.unwrap();
+    // Each quarantined bar leaves its session missing.
+    assert_eq!(
+        findings
+            .iter()
+            .filter(|f| f.rule == mdp_core::quality::SoftRule::MissingSession)
+            .count(),
+        3,
+        "{findings:?}"
+    );
+    assert_eq!(
+        side.findings
+            .iter()
+            .map(|f| f.finding.clone())
+            .collect::<Vec<_>>(),
+        findings
+    );
+
+    // The same run again: nothing changes, in the lake or the warehouse.
+    let again = pipeline.run(&event, d("2020-11-09")).await.unwrap();
+    assert!(again.all_succeeded());
+    assert_eq!(warehouse.read_side(&t).await.unwrap(), side);
+    assert_eq!(read_history(&pipeline.lake, &t).await.unwrap(), lake_rows);
+    warehouse.close().await;
+    pipeline.warehouse.close().await;
+    scratch.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_poisoned_response_quarantines_its_bad_bars_while_the_good_ones_load_sqlite() {
+    a_poisoned_response_quarantines_its_bad_bars_while_the_good_ones_load(Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_poisoned_response_quarantines_its_bad_bars_while_the_good_ones_load_postgres() {
+    a_poisoned_response_quarantines_its_bad_bars_while_the_good_ones_load(Store::Postgres).await;
+}

@@ -154,9 +154,11 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         "env": {"LOAD_QUEUE_URL": "<LoadQueue>", "TRANSFORM_DLQ_URL": "<TransformDLQ>"},
         "unset": set(),
         "send": {"LoadQueue", "TransformDLQ"},
-        "get": {"lake/raw/*", "lake/curated/*", "lake/state/*", RUN_LEDGER, FAILURES("transform")},
-        "put": {"lake/curated/*", "lake/state/*", RUN_LEDGER, FAILURES("transform")},
-        "list": {"lake/curated/*", "lake/state/*"},
+        # Quality findings and quarantined bars beside the curated zone;
+        # listing their prefixes makes an absent file a 404, not a 403.
+        "get": {"lake/raw/*", "lake/curated/*", "lake/state/*", "lake/quality/*", "lake/quarantine/market_data/*", RUN_LEDGER, FAILURES("transform")},
+        "put": {"lake/curated/*", "lake/state/*", "lake/quality/*", "lake/quarantine/market_data/*", RUN_LEDGER, FAILURES("transform")},
+        "list": {"lake/curated/*", "lake/state/*", "lake/quality/*", "lake/quarantine/market_data/*"},
         "secret": False,
     },
     "LoadFunction": {
@@ -173,10 +175,10 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
         },
         "unset": {"WAREHOUSE_SSL_ROOT_CERT"},
         "send": {"LoadDLQ"},
-        "get": {"lake/curated/*", "lake/state/*", RUN_LEDGER, FAILURES("load")},
+        "get": {"lake/curated/*", "lake/state/*", "lake/quality/*", "lake/quarantine/market_data/*", RUN_LEDGER, FAILURES("load")},
         # The load mark, after each successful load.
         "put": {"lake/state/loaded/*", RUN_LEDGER, FAILURES("load")},
-        "list": {"lake/curated/*"},
+        "list": {"lake/curated/*", "lake/quality/*", "lake/quarantine/market_data/*"},
         "secret": True,
     },
     "ReportFunction": {

@@ -41,6 +41,8 @@ EMITTED_METRICS = [
     "DeadLettered",
     "RowsFetched",
     "RowsWritten",
+    "BarsQuarantined",
+    "QualityFindings",
     "RowsLoaded",
     "ChartApiLatency",  # ms
     "ChartApiRetries",

@@ -57,6 +57,16 @@ impl TransformFunction {
         let ledger = (&request.ticker, request.run_id.as_str());
         let outcome = record_outcome(&self.lake, ledger, STAGE, work.await).await?;
         metrics.count(STAGE, Metric::RowsWritten, outcome.rows_written);
+        metrics.count(
+            STAGE,
+            Metric::BarsQuarantined,
+            outcome.bars_quarantined as u64,
+        );
+        metrics.count(
+            STAGE,
+            Metric::QualityFindings,
+            outcome.findings_recorded as u64,
+        );
         Ok(())
     }
 }

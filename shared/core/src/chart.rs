@@ -356,18 +356,6 @@ pub enum ChartParseError {
     BadTimestamp(i64),
 }
 
-/// Two bars with the same values, floats bit for bit.
-fn same_bar(a: &DailyBar, b: &DailyBar) -> bool {
-    let bits = |x: Option<f64>| x.map(f64::to_bits);
-    a.date == b.date
-        && bits(a.open) == bits(b.open)
-        && bits(a.high) == bits(b.high)
-        && bits(a.low) == bits(b.low)
-        && a.close.to_bits() == b.close.to_bits()
-        && bits(a.adj_close) == bits(b.adj_close)
-        && a.volume == b.volume
-}
-
 /// Parses a chart response body into dated bars. Bars without a close are
 /// dropped; the other null fields of a kept bar stay null.
 pub fn parse_chart(body: &[u8]) -> Result<ChartSeries, ChartParseError> {
@@ -474,7 +462,7 @@ pub fn parse_chart(body: &[u8]) -> Result<ChartSeries, ChartParseError> {
         match unique.last_mut() {
             Some(last) if last.date == bar.date => {
                 let replaced = std::mem::replace(last, bar);
-                if !same_bar(&replaced, last) {
+                if !replaced.same_values(last) {
                     superseded.push(replaced);
                 }
             }

@@ -35,6 +35,10 @@ pub fn expected_session(now: DateTime<Utc>, grace: TimeDelta) -> NaiveDate {
 pub struct LakeFreshness {
     pub last_date: Option<NaiveDate>,
     pub rows: Option<u64>,
+    /// Bars the data-quality gate kept out, and soft findings recorded
+    /// (0 without a watermark).
+    pub quarantined_bars: u64,
+    pub quality_findings: u64,
     /// The session the lake should reach by now.
     pub expected: NaiveDate,
     /// Sessions the lake is behind `expected` (`None`: no data).
@@ -97,6 +101,8 @@ pub async fn lake_freshness(
     LakeFreshness {
         last_date,
         rows: watermark.as_ref().map(|w| w.rows),
+        quarantined_bars: watermark.as_ref().map_or(0, |w| w.quarantined_bars),
+        quality_findings: watermark.as_ref().map_or(0, |w| w.quality_findings),
         expected,
         lag_sessions,
         run,

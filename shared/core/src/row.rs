@@ -92,6 +92,20 @@ pub struct DailyBar {
     pub volume: Option<i64>,
 }
 
+impl DailyBar {
+    /// Every field equal, floats bit for bit (a NaN equals itself here).
+    pub fn same_values(&self, other: &DailyBar) -> bool {
+        let bits = |x: Option<f64>| x.map(f64::to_bits);
+        self.date == other.date
+            && bits(self.open) == bits(other.open)
+            && bits(self.high) == bits(other.high)
+            && bits(self.low) == bits(other.low)
+            && self.close.to_bits() == other.close.to_bits()
+            && bits(self.adj_close) == bits(other.adj_close)
+            && self.volume == other.volume
+    }
+}
+
 /// A curated row: the bar, its indicators, the instrument meta, and when the
 /// row first appeared in the lake / last changed there.
 #[derive(Debug, Clone, PartialEq)]

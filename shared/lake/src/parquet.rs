@@ -84,20 +84,26 @@ fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - UNIX_EPOCH_DAY).num_days() as i32
 }
 
+/// The plain Arrow type a column type is written as (`string`, `date32`,
+/// `double`, `int64`, `timestamp[us, UTC]`).
+pub(crate) fn arrow_type(ty: ColumnType) -> ArrowDataType {
+    match ty {
+        ColumnType::Ticker | ColumnType::Text => ArrowDataType::Utf8,
+        ColumnType::Date => ArrowDataType::Date32,
+        ColumnType::Float => ArrowDataType::Float64,
+        ColumnType::Int => ArrowDataType::Int64,
+        ColumnType::Timestamp => {
+            ArrowDataType::Timestamp(ArrowTimeUnit::Microsecond, Some("UTC".into()))
+        }
+    }
+}
+
 /// The Arrow schema embedded in the files: the file columns with plain
-/// Arrow types (`string`, `date32`, `double`, `int64`, `timestamp[us, UTC]`).
+/// Arrow types.
 fn file_arrow_schema() -> ArrowSchema {
     file_columns()
         .map(|column| {
-            let dtype = match column.ty {
-                ColumnType::Ticker | ColumnType::Text => ArrowDataType::Utf8,
-                ColumnType::Date => ArrowDataType::Date32,
-                ColumnType::Float => ArrowDataType::Float64,
-                ColumnType::Int => ArrowDataType::Int64,
-                ColumnType::Timestamp => {
-                    ArrowDataType::Timestamp(ArrowTimeUnit::Microsecond, Some("UTC".into()))
-                }
-            };
+            let dtype = arrow_type(column.ty);
             let name: PlSmallStr = column.name.into();
             (name.clone(), ArrowField::new(name, dtype, column.nullable))
         })

@@ -17,7 +17,7 @@ use mdp_core::{Lake, Ticker};
 use polars::prelude::*;
 
 use crate::curated::CuratedError;
-use crate::parquet::{ParquetError, read_frame, write_frame};
+use crate::parquet::{ParquetError, arrow_type, read_frame, write_frame};
 
 const UNIX_EPOCH_DAY: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
 
@@ -57,17 +57,11 @@ fn arrow_schema(columns: &[SideColumn]) -> ArrowSchema {
     columns
         .iter()
         .map(|SideColumn(name, ty, nullable)| {
-            let dtype = match ty {
-                ColumnType::Ticker | ColumnType::Text => ArrowDataType::Utf8,
-                ColumnType::Date => ArrowDataType::Date32,
-                ColumnType::Float => ArrowDataType::Float64,
-                ColumnType::Int => ArrowDataType::Int64,
-                ColumnType::Timestamp => {
-                    ArrowDataType::Timestamp(ArrowTimeUnit::Microsecond, Some("UTC".into()))
-                }
-            };
             let name: PlSmallStr = (*name).into();
-            (name.clone(), ArrowField::new(name, dtype, *nullable))
+            (
+                name.clone(),
+                ArrowField::new(name, arrow_type(*ty), *nullable),
+            )
         })
         .collect()
 }

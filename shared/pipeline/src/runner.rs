@@ -288,6 +288,7 @@ impl Stages {
             .await?;
         s.transform_time = clock.elapsed();
         s.rows_written = transformed.rows_written;
+        s.bars_quarantined = transformed.bars_quarantined;
         let Some(load_request) = transformed.next else {
             return Ok(());
         };

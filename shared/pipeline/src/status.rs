@@ -30,6 +30,11 @@ pub struct TickerStatus {
     pub status: Freshness,
     pub last_date: Option<NaiveDate>,
     pub rows: Option<u64>,
+    /// Bars the data-quality gate kept out of the curated zone
+    /// (`quarantine/market_data/`, warehouse table `quality_quarantine`).
+    pub quarantined_bars: u64,
+    /// Soft-rule findings (`quality/findings/`, table `quality_findings`).
+    pub quality_findings: u64,
     /// The session the lake should reach by now (calendar days for crypto).
     pub expected: NaiveDate,
     /// Sessions the lake is behind `expected`.
@@ -71,6 +76,8 @@ pub async fn ticker_statuses(
         let LakeFreshness {
             last_date,
             rows,
+            quarantined_bars,
+            quality_findings,
             expected,
             lag_sessions,
             run,
@@ -108,6 +115,8 @@ pub async fn ticker_statuses(
             status,
             last_date,
             rows,
+            quarantined_bars,
+            quality_findings,
             expected,
             lag_sessions,
             run,
@@ -126,8 +135,17 @@ pub fn render(statuses: &[TickerStatus]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<12} {:<10} {:<10} {:>7} {:>4} {:<10} {:>7} {:<26} problems",
-        "ticker", "status", "last date", "rows", "lag", "wh last", "wh rows", "last run"
+        "{:<12} {:<10} {:<10} {:>7} {:>4} {:<10} {:>7} {:>5} {:>6} {:<26} problems",
+        "ticker",
+        "status",
+        "last date",
+        "rows",
+        "lag",
+        "wh last",
+        "wh rows",
+        "quar.",
+        "finds",
+        "last run"
     );
     let dash = |d: Option<String>| d.unwrap_or_else(|| "-".into());
     for s in statuses {
@@ -138,7 +156,7 @@ pub fn render(statuses: &[TickerStatus]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<12} {:<10} {:<10} {:>7} {:>4} {:<10} {:>7} {:<26} {}",
+            "{:<12} {:<10} {:<10} {:>7} {:>4} {:<10} {:>7} {:>5} {:>6} {:<26} {}",
             s.ticker,
             status,
             dash(s.last_date.map(|d| d.to_string())),
@@ -146,6 +164,8 @@ pub fn render(statuses: &[TickerStatus]) -> String {
             dash(s.lag_sessions.map(|l| l.to_string())),
             dash(s.warehouse_last_date.map(|d| d.to_string())),
             dash(s.warehouse_rows.map(|r| r.to_string())),
+            s.quarantined_bars,
+            s.quality_findings,
             dash(s.run.as_ref().map(|r| r.run_id.clone())),
             s.problems.join("; ")
         );

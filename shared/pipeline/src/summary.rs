@@ -24,6 +24,8 @@ pub struct TickerSummary {
     pub outcome: TickerOutcome,
     pub rows_fetched: usize,
     pub rows_written: u64,
+    /// Bars of the range the data-quality gate kept out of the curated zone.
+    pub bars_quarantined: usize,
     pub rows_loaded: u64,
     pub fetch_time: Duration,
     pub transform_time: Duration,
@@ -39,6 +41,7 @@ impl TickerSummary {
             outcome: TickerOutcome::Succeeded,
             rows_fetched: 0,
             rows_written: 0,
+            bars_quarantined: 0,
             rows_loaded: 0,
             fetch_time: Duration::ZERO,
             transform_time: Duration::ZERO,
@@ -91,6 +94,7 @@ impl RunSummary {
                     "end": t.range.map(|r| r.1),
                     "rows_fetched": t.rows_fetched,
                     "rows_written": t.rows_written,
+                    "bars_quarantined": t.bars_quarantined,
                     "rows_loaded": t.rows_loaded,
                     "fetch_ms": ms(t.fetch_time),
                     "transform_ms": ms(t.transform_time),
@@ -153,6 +157,13 @@ impl RunSummary {
                 ms(t.fetch_time),
                 ms(t.transform_time),
                 ms(t.load_time)
+            );
+        }
+        for t in self.tickers.iter().filter(|t| t.bars_quarantined > 0) {
+            let _ = writeln!(
+                out,
+                "{}: {} bar(s) quarantined by the data-quality gate (`mdp status`, quarantine/market_data/)",
+                t.ticker, t.bars_quarantined
             );
         }
         for t in &self.tickers {

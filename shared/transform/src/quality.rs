@@ -88,56 +88,82 @@ pub fn hard_rule_breaches(bar: &DailyBar) -> Option<(Vec<HardRule>, String)> {
 }
 
 /// Splits the bars of a response into those that pass the hard rules and
-/// the quarantined rest (bars that broke a rule, and bars a later bar of the
-/// same date replaced).
+/// the quarantined rest. `bars` hold one bar per date (the response's last
+/// of that date); `superseded` the earlier bars of a date that differ from
+/// it, in response order. Of the bars of one date the last that passes the
+/// hard rules is kept; the others of that date make one quarantine record
+/// (its key is the date and the raw response), holding the first bar that
+/// broke a rule (else the last one replaced), every rule broken, and what
+/// was wrong with each bar.
 pub fn gate(
     bars: Vec<DailyBar>,
     superseded: Vec<DailyBar>,
     raw_key: &str,
     now: DateTime<Utc>,
 ) -> (Vec<DailyBar>, Vec<QuarantinedBar>) {
-    let mut clean = Vec::with_capacity(bars.len());
-    let mut quarantined = Vec::new();
-    for bar in bars {
-        match hard_rule_breaches(&bar) {
-            None => clean.push(bar),
-            Some((rules, detail)) => quarantined.push(QuarantinedBar {
-                bar,
-                rules,
-                detail,
-                raw_key: raw_key.to_string(),
-                quarantined_at: now,
-            }),
-        }
+    let mut by_date: std::collections::BTreeMap<NaiveDate, Vec<DailyBar>> = Default::default();
+    for bar in superseded.into_iter().chain(bars) {
+        by_date.entry(bar.date).or_default().push(bar);
     }
-    for bar in superseded {
-        let kept = clean.iter().find(|b| b.date == bar.date).map(|b| b.close);
-        let detail = match kept {
-            Some(close) => format!(
-                "another bar of {} in the same response replaced it (close {} kept)",
-                bar.date, close
-            ),
-            None => format!(
-                "another bar of {} in the same response replaced it",
-                bar.date
-            ),
+    let mut clean = Vec::with_capacity(by_date.len());
+    let mut quarantined = Vec::new();
+    for (date, candidates) in by_date {
+        let verdicts: Vec<Option<(Vec<HardRule>, String)>> =
+            candidates.iter().map(hard_rule_breaches).collect();
+        let chosen = verdicts.iter().rposition(Option::is_none);
+        let several = candidates.len() > 1;
+        let others: Vec<usize> = (0..candidates.len())
+            .filter(|i| Some(*i) != chosen)
+            .collect();
+        let Some(&last_other) = others.last() else {
+            clean.extend(candidates);
+            continue;
         };
-        let mut rules = vec![HardRule::DuplicateDate];
-        let mut detail = detail;
-        if let Some((more, why)) = hard_rule_breaches(&bar) {
-            rules.extend(more);
-            rules.sort();
-            detail = format!("{detail}; {why}");
+        let mut rules = Vec::new();
+        let mut details = Vec::new();
+        for &i in &others {
+            if several {
+                rules.push(HardRule::DuplicateDate);
+            }
+            let label = if several {
+                format!("bar with close {}: ", candidates[i].close)
+            } else {
+                String::new()
+            };
+            match &verdicts[i] {
+                Some((broken, why)) => {
+                    rules.extend(broken);
+                    details.push(format!("{label}{why}"));
+                }
+                None => details.push(format!(
+                    "{label}another bar of {date} in the same response replaced it"
+                )),
+            }
+        }
+        match chosen {
+            Some(c) if several => details.push(format!("close {} kept", candidates[c].close)),
+            None if several => details.push(format!("no bar of {date} passed")),
+            _ => {}
+        }
+        rules.sort();
+        rules.dedup();
+        // The record shows the first bar that broke a rule, else the last replaced.
+        let shown = others
+            .iter()
+            .copied()
+            .find(|i| verdicts[*i].is_some())
+            .unwrap_or(last_other);
+        if let Some(c) = chosen {
+            clean.push(candidates[c].clone());
         }
         quarantined.push(QuarantinedBar {
-            bar,
+            bar: candidates[shown].clone(),
             rules,
-            detail,
+            detail: details.join("; "),
             raw_key: raw_key.to_string(),
             quarantined_at: now,
         });
     }
-    quarantined.sort_by_key(|q| q.bar.date);
     (clean, quarantined)
 }
 

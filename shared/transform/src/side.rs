@@ -152,15 +152,7 @@ pub(crate) async fn update_side_files(
 /// The same quarantined bar, floats bit for bit (a NaN price is one), the
 /// time it was quarantined aside.
 fn same_record(a: &QuarantinedBar, b: &QuarantinedBar) -> bool {
-    let bits = |x: Option<f64>| x.map(f64::to_bits);
-    let (x, y) = (&a.bar, &b.bar);
-    x.date == y.date
-        && bits(x.open) == bits(y.open)
-        && bits(x.high) == bits(y.high)
-        && bits(x.low) == bits(y.low)
-        && x.close.to_bits() == y.close.to_bits()
-        && bits(x.adj_close) == bits(y.adj_close)
-        && x.volume == y.volume
+    a.bar.same_values(&b.bar)
         && a.rules == b.rules
         && a.detail == b.detail
         && a.raw_key == b.raw_key

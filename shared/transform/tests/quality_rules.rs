@@ -124,6 +124,59 @@ fn the_gate_keeps_good_bars_and_quarantines_the_rest_with_their_reasons() {
     );
 }
 
+#[test]
+fn of_several_bars_of_one_date_the_last_good_one_is_kept_and_the_rest_is_one_record() {
+    let now: DateTime<Utc> = "2024-01-05T22:00:00Z".parse().unwrap();
+    // The response's last bar of 01-03 is bad, an earlier one good: the good one is curated.
+    let last_bad = bar("2024-01-03", 10.0, 11.0, 9.0, -1.0, 5);
+    let (clean, quarantined) = gate(
+        vec![last_bad.clone()],
+        vec![plain("2024-01-03", 10.2)],
+        "raw/x.json",
+        now,
+    );
+    assert_eq!(clean, vec![plain("2024-01-03", 10.2)]);
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].bar, last_bad);
+    assert_eq!(
+        quarantined[0].rules,
+        vec![HardRule::PriceNotPositive, HardRule::DuplicateDate]
+    );
+    // Three bars of one date, none good: nothing curated, one record naming all three.
+    let (clean, quarantined) = gate(
+        vec![bar("2024-01-03", 10.0, 11.0, 9.0, -2.0, 5)],
+        vec![
+            bar("2024-01-03", 10.0, 9.0, 9.5, 10.0, 5),
+            bar("2024-01-03", 10.0, 11.0, 9.0, 10.0, -7),
+        ],
+        "raw/x.json",
+        now,
+    );
+    assert!(clean.is_empty());
+    assert_eq!(quarantined.len(), 1, "one record per date and response");
+    assert_eq!(
+        quarantined[0].rules,
+        vec![
+            HardRule::PriceNotPositive,
+            HardRule::HighBelowOpenOrClose,
+            HardRule::NegativeVolume,
+            HardRule::DuplicateDate
+        ]
+    );
+    assert_eq!(
+        quarantined[0].bar.high,
+        Some(9.0),
+        "the first bar that broke a rule"
+    );
+    let detail = &quarantined[0].detail;
+    assert!(
+        detail.contains("volume -7")
+            && detail.contains("close -2")
+            && detail.contains("no bar of 2024-01-03 passed"),
+        "{detail}"
+    );
+}
+
 fn series<'a>(bars: &'a [DailyBar], exchange: &'a str) -> Vec<SessionBar<'a>> {
     bars.iter()
         .map(|bar| SessionBar {

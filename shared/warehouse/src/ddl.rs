@@ -41,6 +41,23 @@ impl Migration {
     pub fn sql(&self, schema: &str, table: &str) -> String {
         render(self.template, schema, table)
     }
+
+    /// The tables of fixed name it creates (`CREATE TABLE IF NOT EXISTS
+    /// ... "name"`), the fact table aside. When one of them is missing, the
+    /// migration counts as not applied and runs again (its statements are
+    /// idempotent), so a dropped side table comes back with the next migrate.
+    pub fn creates(&self) -> Vec<&'static str> {
+        self.template
+            .split("CREATE TABLE IF NOT EXISTS ")
+            .skip(1)
+            .filter_map(|rest| {
+                let name = rest.split_once(" (")?.0.trim();
+                let last = name.rsplit('.').next()?;
+                let last = last.strip_prefix('"')?.strip_suffix('"')?;
+                (!last.contains('{')).then_some(last)
+            })
+            .collect()
+    }
 }
 
 macro_rules! migrations {
@@ -61,14 +78,20 @@ pub(crate) fn migrations(dir: WarehouseKind) -> Vec<Migration> {
             "sqlite":
             "001_create_fact_market_data.sql",
             "002_drop_redundant_indexes.sql",
+            "003_create_corporate_actions_and_quality_tables.sql",
         ),
         WarehouseKind::Postgres => migrations!(
             "postgres":
             "001_create_fact_market_data.sql",
             "002_adopt_airflow_table.sql",
             "003_drop_redundant_indexes.sql",
+            "004_create_corporate_actions_and_quality_tables.sql",
         ),
-        WarehouseKind::Redshift => migrations!("redshift": "001_create_fact_market_data.sql"),
+        WarehouseKind::Redshift => migrations!(
+            "redshift":
+            "001_create_fact_market_data.sql",
+            "002_create_corporate_actions_and_quality_tables.sql",
+        ),
     }
 }
 
@@ -278,6 +301,82 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The side tables are created by one migration of each dialect, which
+    /// says so ([`Migration::creates`]); the others create only the fact table.
+    #[test]
+    fn the_side_tables_migration_names_its_tables() {
+        for dir in [
+            WarehouseKind::Sqlite,
+            WarehouseKind::Postgres,
+            WarehouseKind::Redshift,
+        ] {
+            let all = migrations(dir);
+            let (last, earlier) = all.split_last().unwrap();
+            let mut created = last.creates();
+            created.sort();
+            let mut side: Vec<&str> = crate::side::SIDE_TABLES.iter().map(|t| t.name).collect();
+            side.sort();
+            assert_eq!(created, side, "{dir:?}");
+            assert!(earlier.iter().all(|m| m.creates().is_empty()), "{dir:?}");
+            let sql = last.sql("mdp", "facts");
+            assert!(
+                !sql.contains("ON CONFLICT") && !sql.contains("facts"),
+                "{sql}"
+            );
+            for table in crate::side::SIDE_TABLES {
+                let columns = ddl_columns_of(&sql, table.name);
+                let names: Vec<&str> = columns.iter().map(|c| c.0.as_str()).collect();
+                assert_eq!(names, table.columns, "{dir:?} {}", table.name);
+                for (name, _, not_null) in &columns {
+                    assert_eq!(
+                        *not_null,
+                        table.not_null.contains(&name.as_str()),
+                        "{dir:?} {}.{name}",
+                        table.name
+                    );
+                }
+                let body = sql
+                    .split_once(&format!("\"{}\" (", table.name))
+                    .unwrap()
+                    .1
+                    .split_once(");")
+                    .unwrap()
+                    .0;
+                let key = table
+                    .key
+                    .iter()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                assert!(body.contains(&format!("UNIQUE ({key})")), "{dir:?} {body}");
+                if dir == WarehouseKind::Redshift {
+                    assert!(
+                        body.ends_with(
+                            ")\nDISTSTYLE KEY\nDISTKEY (\"ticker\")\nCOMPOUND SORTKEY (\"ticker\", \"date\""
+                        ),
+                        "{body}"
+                    );
+                    assert!(!body.contains("TEXT"), "{body}");
+                }
+            }
+            if dir != WarehouseKind::Sqlite {
+                assert!(sql.contains("CREATE TABLE IF NOT EXISTS \"mdp\".\"quality_findings\""));
+            }
+        }
+    }
+
+    /// (name, type, NOT NULL) of the columns of the CREATE TABLE of `table`.
+    fn ddl_columns_of(sql: &str, table: &str) -> Vec<(String, String, bool)> {
+        let body = sql
+            .split_once(&format!("\"{table}\" ("))
+            .unwrap()
+            .1
+            .split_once("CONSTRAINT")
+            .unwrap()
+            .0;
+        ddl_columns(&format!("CREATE TABLE\n{body}"))
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //!
 //! Values round-trip exactly: floats bit for bit, dates, and timestamps to
 //! the microsecond (finer digits are dropped, as Postgres keeps microseconds).
+//!
+//! Beside the fact table, the side tables of issue 12 (`fact_corporate_actions`,
+//! `quality_quarantine`, `quality_findings`) take a ticker's corporate actions
+//! and data-quality results through [`WarehouseLoader::load_side`]: see
+//! [`side`](crate::SideBatch) for what each strategy does to each table.
 
 mod ddl;
 mod errors;
@@ -22,6 +27,7 @@ mod migrate;
 mod port;
 mod postgres;
 mod redshift;
+mod side;
 mod sql;
 mod sqlite;
 mod stage;
@@ -40,6 +46,10 @@ pub use port::{
 };
 pub use postgres::PostgresWarehouse;
 pub use redshift::RedshiftWarehouse;
+pub use side::{
+    CORPORATE_ACTIONS_TABLE, FINDINGS_TABLE, QUARANTINE_TABLE, SideBatch, SideReport, SideRows,
+    StoredAction, StoredFinding, check_side,
+};
 pub use sqlite::SqliteWarehouse;
 pub use stage::{load_stage, reload_ticker};
 
@@ -116,6 +126,34 @@ pub async fn connect_rows(config: &Config) -> Result<Arc<dyn RowWarehouse>, Ware
             ));
         }
     })
+}
+
+fn log_side(
+    ticker: &Ticker,
+    schema: &str,
+    strategy: LoadStrategy,
+    report: &SideReport,
+    started: Instant,
+) {
+    let r = report;
+    tracing::info!(
+        ticker = %ticker,
+        schema,
+        %strategy,
+        actions_in = r.actions.rows_in,
+        actions_inserted = r.actions.inserted,
+        actions_updated = r.actions.updated,
+        actions_deleted = r.actions.deleted,
+        findings_in = r.findings.rows_in,
+        findings_inserted = r.findings.inserted,
+        findings_updated = r.findings.updated,
+        findings_deleted = r.findings.deleted,
+        quarantine_in = r.quarantine.rows_in,
+        quarantine_inserted = r.quarantine.inserted,
+        quarantine_updated = r.quarantine.updated,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "loaded side data into warehouse"
+    );
 }
 
 fn log_load(

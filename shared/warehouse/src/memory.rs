@@ -12,13 +12,15 @@ use mdp_core::{CuratedRow, Ticker};
 
 use crate::port::{
     CuratedBatch, LoadReport, RowSource, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
-    rows_under_lock,
+    checked_side, rows_under_lock,
 };
+use crate::side::{SideBatch, SideReport, SideRows, plan};
 
-/// Rows by (ticker, date); `migrate` creates nothing.
+/// Rows by (ticker, date), side rows by ticker; `migrate` creates nothing.
 #[derive(Default)]
 pub struct MemoryWarehouse {
     rows: Mutex<BTreeMap<(String, NaiveDate), CuratedRow>>,
+    side: Mutex<BTreeMap<String, SideRows>>,
     /// Loads one at a time, as the databases' locks make them.
     loads: tokio::sync::Mutex<()>,
 }
@@ -32,6 +34,13 @@ impl MemoryWarehouse {
         // A panic while holding the lock cannot leave a half-applied load:
         // every load below is applied to a copy and swapped in whole.
         self.rows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn side_tables(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SideRows>> {
+        // Each load swaps in a ticker's side rows whole, as `apply` does.
+        self.side
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -62,6 +71,26 @@ impl WarehouseLoader for MemoryWarehouse {
         self.apply(batch.ticker, &rows, strategy)
     }
 
+    async fn load_side(
+        &self,
+        side: &SideBatch<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<SideReport, WarehouseError> {
+        let _serial = self.loads.lock().await;
+        checked_side(
+            side,
+            &format!("loading the side data of {} into memory", side.ticker),
+        )?;
+        let mut tables = self.side_tables();
+        let stored = tables
+            .get(side.ticker.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let plan = plan(side, &stored, strategy);
+        tables.insert(side.ticker.to_string(), plan.apply_to(&stored));
+        Ok(plan.report)
+    }
+
     async fn close(&self) {}
 }
 
@@ -88,6 +117,14 @@ impl RowWarehouse for MemoryWarehouse {
             .filter(|r| ticker.is_none_or(|t| r.ticker == t.as_str()))
             .cloned()
             .collect())
+    }
+
+    async fn read_side(&self, ticker: &Ticker) -> Result<SideRows, WarehouseError> {
+        Ok(self
+            .side_tables()
+            .get(ticker.as_str())
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn drop_table(&self) -> Result<(), WarehouseError> {

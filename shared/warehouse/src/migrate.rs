@@ -25,6 +25,13 @@
 //! A table that was dropped (`Warehouse::drop_table`, `mdp bench`) has stale
 //! records: they are deleted and every version applies again.
 //!
+//! The side tables (`fact_corporate_actions`, `quality_quarantine`,
+//! `quality_findings`: [`crate::side`]) have fixed names, shared by every
+//! fact table of the schema; the migration creating them is recorded per
+//! fact table like the others (its statements are idempotent). When one of
+//! them is missing, that migration counts as not applied and runs again.
+//! After migrating, each must have all its columns too.
+//!
 //! Concurrency: Postgres serialises migrations of a schema with
 //! `pg_advisory_xact_lock` taken first in each version's transaction, and
 //! re-reads the records under it, so concurrent cold starts apply each version
@@ -47,6 +54,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row, SqliteConnectio
 
 use crate::ddl::{Migration, migrations};
 use crate::errors::Failure;
+use crate::side::{SIDE_TABLES, SideTable};
 use crate::sql::{literal, quote_ident};
 
 /// The bookkeeping table.
@@ -92,7 +100,16 @@ pub(crate) async fn migrate_pg(
     } else {
         BTreeSet::new()
     };
-    if all.iter().any(|m| !done.contains(&m.version)) {
+    let mut pending = all.iter().any(|m| !done.contains(&m.version));
+    if !pending {
+        // A side table dropped since: the migration creating it runs again.
+        for migration in &all {
+            for created in migration.creates() {
+                pending |= !table_exists(&mut conn, flavor, schema, created).await?;
+            }
+        }
+    }
+    if pending {
         for migration in &all {
             apply_pg(&mut conn, flavor, schema, table, migration).await?;
         }
@@ -101,14 +118,24 @@ pub(crate) async fn migrate_pg(
         present_columns_pg(&mut conn, flavor, schema, table).await?,
         schema,
         table,
-    )
+    )?;
+    for side in SIDE_TABLES {
+        check_side_columns(
+            present_columns_pg(&mut conn, flavor, schema, side.name).await?,
+            schema,
+            &side,
+        )?;
+    }
+    Ok(())
 }
 
 /// The check of every run on an up-to-date schema, in one catalog query
 /// (a fresh connection's first catalog reads are what cost; four of them
 /// took 20–40 ms): every version recorded, the table there with every
-/// contract column. `false` sends migrate down the full path, which also
-/// explains what is wrong; so does any error here (no bookkeeping table yet).
+/// contract column, and each side table there with all its columns.
+/// `false` sends migrate down the full path, which also explains what is
+/// wrong (or creates a side table again); so does any error here (no
+/// bookkeeping table yet).
 async fn up_to_date_pg(
     conn: &mut PgConnection,
     schema: &str,
@@ -116,14 +143,21 @@ async fn up_to_date_pg(
     all: &[Migration],
 ) -> Result<bool, Failure> {
     let qualified = |name: &str| literal(&format!("{}.{}", quote_ident(schema), quote_ident(name)));
+    let columns_of = |name: &str| {
+        format!(
+            "(SELECT string_agg(attname::text, ',') FROM pg_catalog.pg_attribute \
+             WHERE attrelid = to_regclass({}) AND attnum > 0 AND NOT attisdropped)",
+            qualified(name)
+        )
+    };
+    let mut tables = vec![columns_of(table)];
+    tables.extend(SIDE_TABLES.iter().map(|t| columns_of(t.name)));
     let sql = format!(
-        "SELECT (SELECT string_agg(version::text, ',') FROM {}.{} WHERE table_name = {}), \
-         (SELECT string_agg(attname::text, ',') FROM pg_catalog.pg_attribute \
-          WHERE attrelid = to_regclass({}) AND attnum > 0 AND NOT attisdropped)",
+        "SELECT (SELECT string_agg(version::text, ',') FROM {}.{} WHERE table_name = {}), {}",
         quote_ident(schema),
         quote_ident(MIGRATIONS_TABLE),
         literal(table),
-        qualified(table),
+        tables.join(", "),
     );
     let row = match sqlx::raw_sql(AssertSqlSafe(sql))
         .fetch_one(&mut *conn)
@@ -132,18 +166,26 @@ async fn up_to_date_pg(
         Ok(row) => row,
         Err(_) => return Ok(false),
     };
-    let (Some(versions), Some(columns)) = (
-        row.try_get::<Option<String>, _>(0)?,
-        row.try_get::<Option<String>, _>(1)?,
-    ) else {
-        return Ok(false);
+    let mut lists = Vec::with_capacity(row.len());
+    for i in 0..row.len() {
+        match row.try_get::<Option<String>, _>(i)? {
+            Some(list) => lists.push(list),
+            // No record, or a table missing.
+            None => return Ok(false),
+        }
+    }
+    let set = |list: &str| list.split(',').map(str::to_string).collect::<BTreeSet<_>>();
+    let applied = set(&lists[0]);
+    let has_all = |list: &str, wanted: &[&str]| {
+        let present = set(list);
+        wanted.iter().all(|c| present.contains(*c))
     };
-    let applied: BTreeSet<&str> = versions.split(',').collect();
-    let present: BTreeSet<&str> = columns.split(',').collect();
-    Ok(all
-        .iter()
-        .all(|m| applied.contains(m.version.to_string().as_str()))
-        && COLUMNS.iter().all(|c| present.contains(c)))
+    Ok(all.iter().all(|m| applied.contains(&m.version.to_string()))
+        && has_all(&lists[1], &COLUMNS)
+        && SIDE_TABLES
+            .iter()
+            .zip(&lists[2..])
+            .all(|(t, list)| has_all(list, t.columns)))
 }
 
 async fn fetch_strings(conn: &mut PgConnection, sql: String) -> Result<Vec<String>, Failure> {
@@ -277,8 +319,22 @@ async fn apply_pg(
         .await?
         .contains(&migration.version)
     {
-        tx.commit().await?;
-        return Ok(());
+        let mut complete = true;
+        for created in migration.creates() {
+            complete &= table_exists(&mut tx, flavor, schema, created).await?;
+        }
+        if complete {
+            tx.commit().await?;
+            return Ok(());
+        }
+        // A table it created is gone: its record is stale; it runs again.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM {bookkeeping} WHERE \"table_name\" = {} AND \"version\" = {}",
+            literal(table),
+            migration.version
+        )))
+        .execute(&mut *tx)
+        .await?;
     }
     let adopted = migration.version == 1 && table_there;
     if adopted {
@@ -360,6 +416,32 @@ fn check_columns(present: Vec<String>, schema: &str, table: &str) -> Result<(), 
     }
 }
 
+/// Every column of a side table must be there; a side table with no
+/// column at all is missing.
+fn check_side_columns(present: Vec<String>, schema: &str, side: &SideTable) -> Result<(), Failure> {
+    if present.is_empty() {
+        return Err(Failure::Data(format!(
+            "table {schema}.{} is missing after migrating",
+            side.name
+        )));
+    }
+    let missing: Vec<&str> = side
+        .columns
+        .iter()
+        .copied()
+        .filter(|c| !present.iter().any(|p| p == c))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Data(format!(
+            "table {schema}.{} has no column {} after migrating",
+            side.name,
+            missing.join(", ")
+        )))
+    }
+}
+
 /// Applies the pending migrations of `table` on SQLite.
 pub(crate) async fn migrate_sqlite(pool: &SqlitePool, table: &str) -> Result<(), Failure> {
     let all = migrations(WarehouseKind::Sqlite);
@@ -372,17 +454,34 @@ pub(crate) async fn migrate_sqlite(pool: &SqlitePool, table: &str) -> Result<(),
     } else {
         BTreeSet::new()
     };
-    if all.iter().any(|m| !done.contains(&m.version)) {
+    let mut pending = all.iter().any(|m| !done.contains(&m.version));
+    if !pending {
+        // A side table dropped since: the migration creating it runs again.
+        for migration in &all {
+            for created in migration.creates() {
+                pending |= !sqlite_table_exists(&mut conn, created).await?;
+            }
+        }
+    }
+    if pending {
         for migration in &all {
             apply_sqlite(&mut conn, table, migration).await?;
         }
     }
-    let present: Vec<String> =
+    check_columns(sqlite_columns(&mut conn, table).await?, "main", table)?;
+    for side in SIDE_TABLES {
+        check_side_columns(sqlite_columns(&mut conn, side.name).await?, "main", &side)?;
+    }
+    Ok(())
+}
+
+async fn sqlite_columns(conn: &mut SqliteConnection, table: &str) -> Result<Vec<String>, Failure> {
+    Ok(
         sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
             .bind(table)
-            .fetch_all(&mut *conn)
-            .await?;
-    check_columns(present, "main", table)
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 async fn sqlite_table_exists(conn: &mut SqliteConnection, table: &str) -> Result<bool, Failure> {
@@ -437,8 +536,23 @@ async fn apply_sqlite(
         .await?
         .contains(&migration.version)
     {
-        tx.commit().await?;
-        return Ok(());
+        let mut complete = true;
+        for created in migration.creates() {
+            complete &= sqlite_table_exists(&mut tx, created).await?;
+        }
+        if complete {
+            tx.commit().await?;
+            return Ok(());
+        }
+        // A table it created is gone: its record is stale; it runs again.
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE \"table_name\" = ? AND \"version\" = ?",
+            quote_ident(MIGRATIONS_TABLE)
+        )))
+        .bind(table)
+        .bind(migration.version)
+        .execute(&mut *tx)
+        .await?;
     }
     let adopted = migration.version == 1 && table_there;
     if !adopted {

@@ -12,6 +12,8 @@ use mdp_core::schema::{MARKET_DATA, Value};
 use mdp_core::{CuratedRow, ErrorClass, Lake, StageError, Ticker};
 use mdp_lake::{CuratedError, read_history, read_partitions};
 
+use crate::side::{SideBatch, SideReport, SideRows};
+
 /// What one load did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoadReport {
@@ -168,6 +170,20 @@ pub trait WarehouseLoader: Send + Sync {
         strategy: LoadStrategy,
     ) -> Result<LoadReport, WarehouseError>;
 
+    /// Loads one ticker's side data — corporate actions, quality findings,
+    /// quarantined bars, each the ticker's complete current set — into
+    /// `fact_corporate_actions`, `quality_findings` and `quality_quarantine`
+    /// (see [`crate::side`] for what each strategy does to each table), as
+    /// one transaction serialised with the other side loads of the ticker:
+    /// on any error none of the three tables changes. Applying the same
+    /// batch twice leaves the tables exactly as applying it once.
+    /// A batch that fails [`crate::check_side`] is refused.
+    async fn load_side(
+        &self,
+        side: &SideBatch<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<SideReport, WarehouseError>;
+
     /// Closes the connections (waits for those in use).
     async fn close(&self);
 }
@@ -200,6 +216,9 @@ pub trait RowWarehouse: WarehouseLoader {
     /// The table's rows, of one ticker or of all, ordered by ticker (byte
     /// order) then date.
     async fn read_rows(&self, ticker: Option<&Ticker>) -> Result<Vec<CuratedRow>, WarehouseError>;
+
+    /// The ticker's rows of the three side tables, in [`SideRows`]' order.
+    async fn read_side(&self, ticker: &Ticker) -> Result<SideRows, WarehouseError>;
 
     /// Drops the table (benchmarks and tests start from an empty warehouse);
     /// the next `migrate` creates it again.
@@ -253,6 +272,14 @@ pub(crate) async fn rows_under_lock<'a>(
         why,
     })?;
     Ok(Some(rows))
+}
+
+/// The side batch checked by [`crate::check_side`], or the refusal.
+pub(crate) fn checked_side(side: &SideBatch<'_>, what: &str) -> Result<(), WarehouseError> {
+    crate::side::check_side(side).map_err(|why| WarehouseError::Refused {
+        what: what.to_string(),
+        why,
+    })
 }
 
 /// An empty lake must not wipe the warehouse's rows of the ticker.

@@ -18,10 +18,14 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 use crate::errors::{Failure, Secrets};
 use crate::port::{
     CuratedBatch, LoadReport, RowSource, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
-    rows_under_lock,
+    checked_side, rows_under_lock,
+};
+use crate::side::{
+    self, ACTIONS, FINDINGS, QUARANTINE, SideBatch, SidePlan, SideReport, SideRows, SideTable,
+    StoredAction, StoredFinding,
 };
 use crate::sql::{all_columns, compared_columns, quote_ident, update_assignments};
-use crate::{TableSettings, log_load, migrate};
+use crate::{TableSettings, log_load, log_side, migrate};
 
 /// SQLite's default limit of bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER).
 const MAX_VARIABLES: usize = 32_766;
@@ -147,6 +151,43 @@ impl WarehouseLoader for SqliteWarehouse {
             .await
     }
 
+    /// One `BEGIN IMMEDIATE` transaction: the write lock first (so side
+    /// loads apply one after the other), then the ticker's stored rows are
+    /// read, planned against and written.
+    async fn load_side(
+        &self,
+        side: &SideBatch<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<SideReport, WarehouseError> {
+        let what = format!("loading the side data of {}", side.ticker);
+        checked_side(side, &what)?;
+        let started = Instant::now();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.fail(&what)(e.into()))?;
+        let result = async {
+            let stored = read_side_in(&mut tx, side.ticker.as_str()).await?;
+            let plan = side::plan(side, &stored, strategy);
+            write_side(&mut tx, side.ticker.as_str(), &plan).await?;
+            Ok(plan.report)
+        }
+        .await
+        .map_err(self.fail(&what));
+        match result {
+            Ok(report) => {
+                tx.commit().await.map_err(|e| self.fail(&what)(e.into()))?;
+                log_side(side.ticker, "main", strategy, &report, started);
+                Ok(report)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
     async fn close(&self) {
         self.pool.close().await
     }
@@ -173,6 +214,18 @@ impl RowWarehouse for SqliteWarehouse {
         read_rows(&self.pool, &self.table, ticker.map(Ticker::as_str))
             .await
             .map_err(self.fail(&format!("reading {}", self.table)))
+    }
+
+    async fn read_side(&self, ticker: &Ticker) -> Result<SideRows, WarehouseError> {
+        let what = format!("reading the side data of {ticker}");
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.fail(&what)(e.into()))?;
+        read_side_in(&mut conn, ticker.as_str())
+            .await
+            .map_err(self.fail(&what))
     }
 
     async fn drop_table(&self) -> Result<(), WarehouseError> {
@@ -352,6 +405,206 @@ async fn read_rows(
             CuratedRow::from_values(values).map_err(|e| Failure::Data(e.to_string()))
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The side tables: one statement per deleted or inserted row (a ticker has
+// tens to hundreds of them, and an unchanged batch writes none).
+
+fn parse_date(text: &str) -> Result<NaiveDate, Failure> {
+    NaiveDate::parse_from_str(text, DATE_FORMAT)
+        .map_err(|e| Failure::Data(format!("date {text:?}: {e}")))
+}
+
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Failure> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Failure::Data(format!("timestamp {text:?}: {e}")))
+}
+
+fn select_side(table: &SideTable, order: &str) -> String {
+    format!(
+        "SELECT {} FROM {} WHERE \"ticker\" = ? ORDER BY {order}",
+        table.columns[1..]
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        quote_ident(table.name)
+    )
+}
+
+fn insert_side(table: &SideTable) -> String {
+    format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        quote_ident(table.name),
+        table
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        vec!["?"; table.columns.len()].join(", ")
+    )
+}
+
+fn delete_side(table: &SideTable) -> String {
+    format!(
+        "DELETE FROM {} WHERE {}",
+        quote_ident(table.name),
+        table
+            .key
+            .iter()
+            .map(|c| format!("{} = ?", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    )
+}
+
+async fn read_side_in(conn: &mut SqliteConnection, ticker: &str) -> Result<SideRows, Failure> {
+    let data = |e: String| Failure::Data(e);
+    let mut out = SideRows::default();
+    let rows = sqlx::query(AssertSqlSafe(select_side(&ACTIONS, "\"date\", \"kind\"")))
+        .bind(ticker)
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &rows {
+        out.actions.push(StoredAction {
+            action: mdp_core::quality::CorporateAction {
+                date: parse_date(&r.try_get::<String, _>(0)?)?,
+                kind: side::parse_kind(&r.try_get::<String, _>(1)?).map_err(data)?,
+                amount: r.try_get(2)?,
+                numerator: r.try_get(4)?,
+                denominator: r.try_get(5)?,
+            },
+            ratio: r.try_get(3)?,
+            created_at: parse_timestamp(&r.try_get::<String, _>(6)?)?,
+            updated_at: parse_timestamp(&r.try_get::<String, _>(7)?)?,
+        });
+    }
+    let rows = sqlx::query(AssertSqlSafe(select_side(&FINDINGS, "\"date\", \"rule\"")))
+        .bind(ticker)
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &rows {
+        out.findings.push(StoredFinding {
+            finding: mdp_core::quality::QualityFinding {
+                date: parse_date(&r.try_get::<String, _>(0)?)?,
+                rule: side::parse_rule(&r.try_get::<String, _>(1)?).map_err(data)?,
+                detail: r.try_get(2)?,
+            },
+            recorded_at: parse_timestamp(&r.try_get::<String, _>(3)?)?,
+        });
+    }
+    let rows = sqlx::query(AssertSqlSafe(select_side(
+        &QUARANTINE,
+        "\"date\", \"raw_key\"",
+    )))
+    .bind(ticker)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &rows {
+        out.quarantine.push(mdp_core::quality::QuarantinedBar {
+            bar: mdp_core::row::DailyBar {
+                date: parse_date(&r.try_get::<String, _>(0)?)?,
+                open: r.try_get(4)?,
+                high: r.try_get(5)?,
+                low: r.try_get(6)?,
+                close: r.try_get(7)?,
+                adj_close: r.try_get(8)?,
+                volume: r.try_get(9)?,
+            },
+            raw_key: r.try_get(1)?,
+            rules: side::parse_rules(&r.try_get::<String, _>(2)?).map_err(data)?,
+            detail: r.try_get(3)?,
+            quarantined_at: parse_timestamp(&r.try_get::<String, _>(10)?)?,
+        });
+    }
+    // SQLite orders text by bytes: the documented order already.
+    Ok(out)
+}
+
+async fn write_side(
+    conn: &mut SqliteConnection,
+    ticker: &str,
+    plan: &SidePlan,
+) -> Result<(), Failure> {
+    let date = |d: NaiveDate| d.format(DATE_FORMAT).to_string();
+
+    let delete = delete_side(&ACTIONS);
+    for (d, kind) in &plan.actions.delete {
+        sqlx::query(AssertSqlSafe(delete.clone()))
+            .bind(ticker)
+            .bind(date(*d))
+            .bind(*kind)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let insert = insert_side(&ACTIONS);
+    for a in &plan.actions.insert {
+        sqlx::query(AssertSqlSafe(insert.clone()))
+            .bind(ticker)
+            .bind(date(a.action.date))
+            .bind(a.action.kind.code())
+            .bind(a.action.amount)
+            .bind(a.ratio)
+            .bind(a.action.numerator)
+            .bind(a.action.denominator)
+            .bind(format_timestamp(a.created_at))
+            .bind(format_timestamp(a.updated_at))
+            .execute(&mut *conn)
+            .await?;
+    }
+
+    let delete = delete_side(&FINDINGS);
+    for (d, rule) in &plan.findings.delete {
+        sqlx::query(AssertSqlSafe(delete.clone()))
+            .bind(ticker)
+            .bind(date(*d))
+            .bind(*rule)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let insert = insert_side(&FINDINGS);
+    for f in &plan.findings.insert {
+        sqlx::query(AssertSqlSafe(insert.clone()))
+            .bind(ticker)
+            .bind(date(f.finding.date))
+            .bind(f.finding.rule.code())
+            .bind(f.finding.detail.as_str())
+            .bind(format_timestamp(f.recorded_at))
+            .execute(&mut *conn)
+            .await?;
+    }
+
+    let delete = delete_side(&QUARANTINE);
+    for (d, raw_key) in &plan.quarantine.delete {
+        sqlx::query(AssertSqlSafe(delete.clone()))
+            .bind(ticker)
+            .bind(date(*d))
+            .bind(raw_key.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    let insert = insert_side(&QUARANTINE);
+    for q in &plan.quarantine.insert {
+        sqlx::query(AssertSqlSafe(insert.clone()))
+            .bind(ticker)
+            .bind(date(q.bar.date))
+            .bind(q.raw_key.as_str())
+            .bind(side::rules_text(&q.rules))
+            .bind(q.detail.as_str())
+            .bind(q.bar.open)
+            .bind(q.bar.high)
+            .bind(q.bar.low)
+            .bind(q.bar.close)
+            .bind(q.bar.adj_close)
+            .bind(q.bar.volume)
+            .bind(format_timestamp(q.quarantined_at))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

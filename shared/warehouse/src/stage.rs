@@ -7,7 +7,10 @@ use mdp_core::lake::LoadMark;
 use mdp_core::messages::LoadRequest;
 use mdp_core::{Lake, StageError, Ticker};
 
+use mdp_lake::{read_corporate_actions, read_quality_findings, read_quarantine};
+
 use crate::port::{CuratedBatch, LoadReport, Partitions, WarehouseError, WarehouseLoader};
+use crate::side::{SideBatch, SideReport};
 
 /// Loads what a load message names. `truncate_insert` replaces all of the
 /// ticker's rows, so it always loads every partition of the ticker, whatever
@@ -18,6 +21,12 @@ pub async fn load_stage(
     request: &LoadRequest,
     strategy: LoadStrategy,
 ) -> Result<LoadReport, StageError> {
+    if request.partition_keys.is_empty() {
+        // Every bar of the range was quarantined: no curated row changed,
+        // but the quarantine goes to the warehouse.
+        load_side_files(lake, warehouse, &request.ticker, strategy).await?;
+        return Ok(LoadReport::default());
+    }
     let partitions = match strategy {
         LoadStrategy::TruncateInsert => Partitions::WholeTicker,
         LoadStrategy::Upsert | LoadStrategy::Append => {
@@ -99,7 +108,49 @@ async fn load_and_record(
         .write_load_mark(ticker, &mark)
         .await
         .map_err(|e| StageError::from(e).context(format!("recording the load of {ticker}")))?;
+    load_side_files(batch.lake, warehouse, ticker, strategy).await?;
     Ok(report)
+}
+
+/// Loads the ticker's corporate actions, quality findings and quarantined
+/// bars (each file the ticker's whole set) after its market data. A load
+/// that fails here is retried whole: the market data part is idempotent.
+async fn load_side_files(
+    lake: &Lake,
+    warehouse: &dyn WarehouseLoader,
+    ticker: &Ticker,
+    strategy: LoadStrategy,
+) -> Result<SideReport, StageError> {
+    let read = |what: &str| {
+        let what = format!("reading the {what} of {ticker}");
+        move |source| StageError::from(WarehouseError::Lake { what, source })
+    };
+    let (actions, findings, quarantine) = futures::future::try_join3(
+        async {
+            read_corporate_actions(lake, ticker)
+                .await
+                .map_err(read("corporate actions"))
+        },
+        async {
+            read_quality_findings(lake, ticker)
+                .await
+                .map_err(read("quality findings"))
+        },
+        async {
+            read_quarantine(lake, ticker)
+                .await
+                .map_err(read("quarantined bars"))
+        },
+    )
+    .await?;
+    let side = SideBatch {
+        ticker,
+        actions: &actions,
+        findings: &findings,
+        quarantine: &quarantine,
+        now: chrono::Utc::now(),
+    };
+    Ok(warehouse.load_side(&side, strategy).await?)
 }
 
 /// The partition keys, checked to be curated partitions of `ticker`, oldest

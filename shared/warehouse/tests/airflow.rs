@@ -170,9 +170,29 @@ async fn postgres_migrates_the_airflow_table_in_place_and_loads_into_it() {
             [
                 (1, "create_fact_market_data (table existed: recorded, not run)"),
                 (2, "adopt_airflow_table"),
-                (3, "drop_redundant_indexes")
+                (3, "drop_redundant_indexes"),
+                (4, "create_corporate_actions_and_quality_tables")
             ]
         );
+        // The side tables are there beside the adopted table, and take a load.
+        let aapl_side = ticker("AAPL");
+        let dividend = mdp_core::quality::CorporateAction {
+            date: day(3),
+            kind: mdp_core::quality::ActionKind::Dividend,
+            amount: Some(0.24),
+            numerator: None,
+            denominator: None,
+        };
+        let side = mdp_warehouse::SideBatch {
+            ticker: &aapl_side,
+            actions: std::slice::from_ref(&dividend),
+            findings: &[],
+            quarantine: &[],
+            now: base_time(),
+        };
+        let loaded = wh.load_side(&side, Upsert).await.unwrap();
+        assert_eq!(loaded.actions, report(1, 1, 0, 0));
+        assert_eq!(wh.read_side(&aapl_side).await.unwrap().actions[0].action, dividend);
 
         // Twice: nothing changes, not even the records' times.
         wh.migrate().await.unwrap();

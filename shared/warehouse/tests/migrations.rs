@@ -99,11 +99,13 @@ mod scenarios {
             Db::Sqlite => &[
                 (1, "create_fact_market_data"),
                 (2, "drop_redundant_indexes"),
+                (3, "create_corporate_actions_and_quality_tables"),
             ],
             Db::Postgres => &[
                 (1, "create_fact_market_data"),
                 (2, "adopt_airflow_table"),
                 (3, "drop_redundant_indexes"),
+                (4, "create_corporate_actions_and_quality_tables"),
             ],
         };
         let wh = env.warehouse(1000).await;
@@ -185,7 +187,7 @@ mod scenarios {
             records[0].1, "create_fact_market_data (table existed: recorded, not run)",
             "{records:?}"
         );
-        assert_eq!(records.len(), if env.db == Db::Postgres { 3 } else { 2 });
+        assert_eq!(records.len(), if env.db == Db::Postgres { 4 } else { 3 });
         // No index added twice; the two the unique key serves dropped.
         let kept: Vec<String> = indexes
             .into_iter()

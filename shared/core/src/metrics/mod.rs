@@ -156,6 +156,10 @@ pub enum Metric {
     RowsFetched,
     /// Curated rows written to the lake (transform).
     RowsWritten,
+    /// Bars the data-quality gate kept out of the curated zone (transform).
+    BarsQuarantined,
+    /// Soft-rule quality findings about the bars a transform looked at.
+    QualityFindings,
     /// Warehouse rows inserted or updated (load).
     RowsLoaded,
     /// Time of one HTTP attempt of the chart API, its body read.
@@ -181,7 +185,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 19] = [
         Metric::StageDuration,
         Metric::RecordsHandled,
         Metric::TransientFailures,
@@ -189,6 +193,8 @@ impl Metric {
         Metric::DeadLettered,
         Metric::RowsFetched,
         Metric::RowsWritten,
+        Metric::BarsQuarantined,
+        Metric::QualityFindings,
         Metric::RowsLoaded,
         Metric::ChartApiLatency,
         Metric::ChartApiRetries,
@@ -211,6 +217,8 @@ impl Metric {
             Metric::DeadLettered => "DeadLettered",
             Metric::RowsFetched => "RowsFetched",
             Metric::RowsWritten => "RowsWritten",
+            Metric::BarsQuarantined => "BarsQuarantined",
+            Metric::QualityFindings => "QualityFindings",
             Metric::RowsLoaded => "RowsLoaded",
             Metric::ChartApiLatency => "ChartApiLatency",
             Metric::ChartApiRetries => "ChartApiRetries",

@@ -49,6 +49,8 @@ fn the_metric_names_and_units_are_exactly_those_of_the_dashboard_and_alarms() {
         ("DeadLettered", "Count"),
         ("RowsFetched", "Count"),
         ("RowsWritten", "Count"),
+        ("BarsQuarantined", "Count"),
+        ("QualityFindings", "Count"),
         ("RowsLoaded", "Count"),
         ("ChartApiLatency", "Milliseconds"),
         ("ChartApiRetries", "Count"),

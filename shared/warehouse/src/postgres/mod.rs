@@ -22,6 +22,7 @@
 //! holds the rounded values), so reloading the same rows rewrites nothing.
 
 mod copy;
+pub(crate) mod side;
 
 use std::time::{Duration, Instant};
 
@@ -37,10 +38,11 @@ use sqlx::{AssertSqlSafe, Connection, PgPool, Row};
 use crate::errors::{Failure, Secrets};
 use crate::port::{
     CuratedBatch, LoadReport, RowSource, RowWarehouse, WarehouseError, WarehouseLoader, check_rows,
-    rows_under_lock,
+    checked_side, rows_under_lock,
 };
+use crate::side::{SideBatch, SideReport, SideRows};
 use crate::sql::{all_columns, compared_columns, quote_ident, update_assignments};
-use crate::{TableSettings, log_load, migrate};
+use crate::{TableSettings, log_load, log_side, migrate};
 
 pub(crate) use copy::copy_rows;
 
@@ -188,6 +190,48 @@ impl WarehouseLoader for PostgresWarehouse {
             .await
     }
 
+    /// One transaction: the ticker's side lock, the read of its stored
+    /// rows, then the plan's statements.
+    async fn load_side(
+        &self,
+        batch: &SideBatch<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<SideReport, WarehouseError> {
+        let what = format!(
+            "loading the side data of {} into schema {}",
+            batch.ticker, self.schema
+        );
+        checked_side(batch, &what)?;
+        let started = Instant::now();
+        let ticker = batch.ticker.as_str();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.fail(what.clone())(e.into()))?;
+        let result = async {
+            side::lock_side(&mut tx, &self.schema, ticker).await?;
+            let stored =
+                side::read_side_in(&mut tx, WarehouseKind::Postgres, &self.schema, ticker).await?;
+            let plan = crate::side::plan(batch, &stored, strategy);
+            side::write_side(&mut tx, &self.schema, ticker, &plan).await?;
+            Ok(plan.report)
+        }
+        .await
+        .map_err(self.fail(what.clone()));
+        match result {
+            Ok(report) => {
+                tx.commit().await.map_err(|e| self.fail(what)(e.into()))?;
+                log_side(batch.ticker, &self.schema, strategy, &report, started);
+                Ok(report)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
     async fn close(&self) {
         self.pool.close().await
     }
@@ -222,6 +266,27 @@ impl RowWarehouse for PostgresWarehouse {
         )
         .await
         .map_err(self.fail(format!("reading {}", self.qualified_name())))
+    }
+
+    async fn read_side(&self, ticker: &Ticker) -> Result<SideRows, WarehouseError> {
+        let what = format!(
+            "reading the side data of {ticker} from schema {}",
+            self.schema
+        );
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            let rows = side::read_side_in(
+                &mut tx,
+                WarehouseKind::Postgres,
+                &self.schema,
+                ticker.as_str(),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(rows)
+        }
+        .await;
+        result.map_err(self.fail(what))
     }
 
     async fn drop_table(&self) -> Result<(), WarehouseError> {

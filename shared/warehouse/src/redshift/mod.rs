@@ -22,6 +22,7 @@
 
 #[cfg(test)]
 mod on_postgres;
+mod side;
 mod statements;
 #[cfg(test)]
 mod tests;
@@ -35,8 +36,11 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::errors::{Failure, Secrets};
-use crate::port::{CuratedBatch, LoadReport, WarehouseError, WarehouseLoader, empty_truncate};
-use crate::{TableSettings, log_load, migrate, postgres};
+use crate::port::{
+    CuratedBatch, LoadReport, WarehouseError, WarehouseLoader, checked_side, empty_truncate,
+};
+use crate::side::{SideBatch, SideReport};
+use crate::{TableSettings, log_load, log_side, migrate, postgres};
 
 use statements::{load_statements, s3_uri};
 
@@ -155,6 +159,39 @@ impl WarehouseLoader for RedshiftWarehouse {
             .await
             .map_err(self.fail(&what))?;
         log_load(ticker, &self.qualified_name(), strategy, &report, started);
+        Ok(report)
+    }
+
+    /// The side data is in this process, not in S3: it goes as literals
+    /// in a few statements ([`side`]), in one transaction that first
+    /// `LOCK`s the three side tables.
+    async fn load_side(
+        &self,
+        batch: &SideBatch<'_>,
+        strategy: LoadStrategy,
+    ) -> Result<SideReport, WarehouseError> {
+        let what = format!(
+            "loading the side data of {} into schema {}",
+            batch.ticker, self.schema
+        );
+        checked_side(batch, &what)?;
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            match side::run(&mut tx, &self.schema, batch, strategy).await {
+                Ok(report) => {
+                    tx.commit().await?;
+                    Ok(report)
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        let report = result.map_err(self.fail(&what))?;
+        log_side(batch.ticker, &self.schema, strategy, &report, started);
         Ok(report)
     }
 

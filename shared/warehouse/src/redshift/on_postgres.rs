@@ -321,3 +321,205 @@ async fn scenario(env: std::sync::Arc<Env>) {
         report(5, 1, 1, 0)
     );
 }
+
+/// The Redshift side load ([`super::side::run`]: the LOCK, the read through
+/// the simple query protocol, the literal statements) on Postgres, step by
+/// step against the in-memory warehouse: same reports, same rows bit for
+/// bit; and a failing statement rolls back all three tables.
+#[tokio::test]
+async fn side_loads_run_on_postgres() {
+    let env = std::sync::Arc::new(Env::new().await);
+    let outcome = tokio::spawn(side_scenario(env.clone())).await;
+    env.cleanup().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn side_scenario(env: std::sync::Arc<Env>) {
+    use crate::port::{RowWarehouse, WarehouseLoader};
+    use crate::side::{SideBatch, SideRows};
+    use crate::{MemoryWarehouse, postgres::side::read_side_in};
+    use mdp_core::Ticker;
+    use mdp_core::quality::*;
+
+    let day = |i: i64| NaiveDate::from_ymd_opt(2024, 1, 2).unwrap() + TimeDelta::days(i);
+    let at = |h: i64| {
+        Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap()
+            + TimeDelta::hours(h)
+            + TimeDelta::nanoseconds(123_456_789) // microseconds are kept
+    };
+    let action = |i, kind, amount, numerator, denominator| CorporateAction {
+        date: day(i),
+        kind,
+        amount,
+        numerator,
+        denominator,
+    };
+    let mut actions = vec![
+        action(1, ActionKind::Dividend, Some(0.205), None, None),
+        action(2, ActionKind::Split, None, Some(1.0), Some(3.0)),
+        action(2, ActionKind::Dividend, Some(5e-324), None, None),
+        action(3, ActionKind::Dividend, Some(f64::MAX), None, None),
+    ];
+    let mut findings = vec![
+        QualityFinding {
+            date: day(1),
+            rule: SoftRule::LargeMove,
+            detail: "it's \\ a ✓ move".into(),
+        },
+        QualityFinding {
+            date: day(4),
+            rule: SoftRule::StalePrice,
+            detail: "stale".into(),
+        },
+    ];
+    let bar = |i, raw_key: &str, close| QuarantinedBar {
+        bar: DailyBar {
+            date: day(i),
+            open: Some(1.0 / 3.0),
+            high: None,
+            low: Some(0.1 + 0.2),
+            close,
+            adj_close: None,
+            volume: Some(i64::MIN),
+        },
+        rules: vec![HardRule::PriceNotPositive, HardRule::DuplicateDate],
+        detail: "close \\ -1".into(),
+        raw_key: raw_key.into(),
+        quarantined_at: at(-1),
+    };
+    let mut quarantine = vec![bar(5, "raw/a.json", -1.0), bar(5, "raw/b'.json", -0.5)];
+
+    let memory = MemoryWarehouse::new();
+    let t = Ticker::parse("BRK-B").unwrap();
+    let read = || async {
+        let mut conn = env.admin.acquire().await.unwrap();
+        read_side_in(&mut conn, WarehouseKind::Postgres, &env.schema, "BRK-B")
+            .await
+            .unwrap()
+    };
+    let bits = |rows: &SideRows| {
+        let mut out = Vec::new();
+        for a in &rows.actions {
+            out.extend([
+                a.action.amount,
+                a.action.numerator,
+                a.action.denominator,
+                a.ratio,
+            ]);
+        }
+        for q in &rows.quarantine {
+            out.extend([
+                q.bar.open,
+                q.bar.high,
+                q.bar.low,
+                Some(q.bar.close),
+                q.bar.adj_close,
+            ]);
+        }
+        out.into_iter()
+            .map(|v| v.map(f64::to_bits))
+            .collect::<Vec<_>>()
+    };
+    let step = |strategy: LoadStrategy,
+                h: i64,
+                a: Vec<CorporateAction>,
+                f: Vec<QualityFinding>,
+                q: Vec<QuarantinedBar>| {
+        let env = env.clone();
+        let memory = &memory;
+        let t = &t;
+        async move {
+            let batch = SideBatch {
+                ticker: t,
+                actions: &a,
+                findings: &f,
+                quarantine: &q,
+                now: at(h),
+            };
+            let expected = memory.load_side(&batch, strategy).await.unwrap();
+            let mut tx = env.pool.begin().await.unwrap();
+            let got = super::side::run(&mut tx, &env.schema, &batch, strategy)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(got, expected, "{strategy} at {h}");
+            memory.read_side(t).await.unwrap()
+        }
+    };
+
+    for (h, strategy) in [
+        (0, LoadStrategy::Upsert),
+        (1, LoadStrategy::Upsert),
+        (2, LoadStrategy::Append),
+        (3, LoadStrategy::TruncateInsert),
+    ] {
+        let want = step(
+            strategy,
+            h,
+            actions.clone(),
+            findings.clone(),
+            quarantine.clone(),
+        )
+        .await;
+        let got = read().await;
+        assert_eq!(got, want);
+        assert_eq!(bits(&got), bits(&want));
+    }
+    // Changes of every kind, per strategy.
+    actions[0].amount = Some(0.21);
+    actions.remove(3);
+    actions.push(action(9, ActionKind::Split, None, Some(4.0), Some(1.0)));
+    findings.remove(0);
+    findings[0].detail = "stale again".into();
+    quarantine[1].detail = "changed".into();
+    quarantine.remove(0);
+    for (h, strategy) in [
+        (4, LoadStrategy::Append),
+        (5, LoadStrategy::Upsert),
+        (6, LoadStrategy::TruncateInsert),
+    ] {
+        let want = step(
+            strategy,
+            h,
+            actions.clone(),
+            findings.clone(),
+            quarantine.clone(),
+        )
+        .await;
+        let got = read().await;
+        assert_eq!(got, want, "{strategy}");
+        assert_eq!(bits(&got), bits(&want));
+    }
+    assert_eq!(read().await.quarantine.len(), 2, "never deleted");
+
+    // A refused insert (the last statement) rolls back the deletes and
+    // inserts before it.
+    let before = read().await;
+    let quarantine_table = format!("\"{}\".\"quality_quarantine\"", env.schema);
+    env.exec(&format!(
+        "CREATE FUNCTION \"{0}\".refuse_side() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'refused side row'; END $$; \
+         CREATE TRIGGER refuse_side BEFORE INSERT ON {quarantine_table} \
+         FOR EACH ROW EXECUTE FUNCTION \"{0}\".refuse_side()",
+        env.schema
+    ))
+    .await;
+    let changed_actions = vec![action(1, ActionKind::Dividend, Some(9.0), None, None)];
+    let new_bar = vec![bar(7, "raw/c.json", -2.0)];
+    let batch = SideBatch {
+        ticker: &t,
+        actions: &changed_actions,
+        findings: &[],
+        quarantine: &new_bar,
+        now: at(7),
+    };
+    let mut tx = env.pool.begin().await.unwrap();
+    match super::side::run(&mut tx, &env.schema, &batch, LoadStrategy::TruncateInsert).await {
+        Err(Failure::Db(e)) => assert!(e.to_string().contains("refused side row"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    tx.rollback().await.unwrap();
+    assert_eq!(read().await, before);
+}
