@@ -101,13 +101,55 @@ pub fn gate(
     raw_key: &str,
     now: DateTime<Utc>,
 ) -> (Vec<DailyBar>, Vec<QuarantinedBar>) {
-    let mut by_date: std::collections::BTreeMap<NaiveDate, Vec<DailyBar>> = Default::default();
-    for bar in superseded.into_iter().chain(bars) {
-        by_date.entry(bar.date).or_default().push(bar);
+    // Replaced bars are rare: only their dates are grouped, the other bars
+    // are checked as they come.
+    let mut replaced: std::collections::BTreeMap<NaiveDate, Vec<DailyBar>> = Default::default();
+    for bar in superseded {
+        replaced.entry(bar.date).or_default().push(bar);
     }
-    let mut clean = Vec::with_capacity(by_date.len());
-    let mut quarantined = Vec::new();
-    for (date, candidates) in by_date {
+    let mut out = Gated {
+        clean: Vec::with_capacity(bars.len()),
+        quarantined: Vec::new(),
+        raw_key,
+        now,
+    };
+    for bar in bars {
+        match replaced.remove(&bar.date) {
+            Some(mut earlier) => {
+                earlier.push(bar);
+                out.settle(earlier);
+            }
+            None if hard_rule_breaches(&bar).is_none() => out.clean.push(bar),
+            None => out.settle(vec![bar]),
+        }
+    }
+    // A replaced bar whose date has no kept bar (not from the parser, which
+    // always keeps one) is still settled, never dropped.
+    let leftovers = !replaced.is_empty();
+    for (_, candidates) in replaced {
+        out.settle(candidates);
+    }
+    if leftovers {
+        out.clean.sort_by_key(|b| b.date);
+        out.quarantined.sort_by_key(|q| q.bar.date);
+    }
+    (out.clean, out.quarantined)
+}
+
+/// The gate's results so far.
+struct Gated<'a> {
+    clean: Vec<DailyBar>,
+    quarantined: Vec<QuarantinedBar>,
+    raw_key: &'a str,
+    now: DateTime<Utc>,
+}
+
+impl Gated<'_> {
+    /// The bars of one date, in response order.
+    fn settle(&mut self, candidates: Vec<DailyBar>) {
+        let Some(date) = candidates.first().map(|b| b.date) else {
+            return;
+        };
         let verdicts: Vec<Option<(Vec<HardRule>, String)>> =
             candidates.iter().map(hard_rule_breaches).collect();
         let chosen = verdicts.iter().rposition(Option::is_none);
@@ -116,8 +158,8 @@ pub fn gate(
             .filter(|i| Some(*i) != chosen)
             .collect();
         let Some(&last_other) = others.last() else {
-            clean.extend(candidates);
-            continue;
+            self.clean.extend(candidates);
+            return;
         };
         let mut rules = Vec::new();
         let mut details = Vec::new();
@@ -154,17 +196,16 @@ pub fn gate(
             .find(|i| verdicts[*i].is_some())
             .unwrap_or(last_other);
         if let Some(c) = chosen {
-            clean.push(candidates[c].clone());
+            self.clean.push(candidates[c].clone());
         }
-        quarantined.push(QuarantinedBar {
+        self.quarantined.push(QuarantinedBar {
             bar: candidates[shown].clone(),
             rules,
             detail: details.join("; "),
-            raw_key: raw_key.to_string(),
-            quarantined_at: now,
+            raw_key: self.raw_key.to_string(),
+            quarantined_at: self.now,
         });
     }
-    (clean, quarantined)
 }
 
 /// A bar as the soft rules see it: its values and its exchange.

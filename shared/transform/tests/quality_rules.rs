@@ -122,6 +122,23 @@ fn the_gate_keeps_good_bars_and_quarantines_the_rest_with_their_reasons() {
             .iter()
             .all(|q| q.raw_key == "raw/x.json" && q.quarantined_at == now)
     );
+
+    // A replaced bar whose date has no kept bar is settled, never dropped.
+    let (clean, quarantined) = gate(
+        vec![plain("2024-01-02", 10.0)],
+        vec![
+            plain("2024-01-01", 9.0),
+            bar("2024-01-03", 10.0, 11.0, 9.0, -1.0, 5),
+        ],
+        "raw/x.json",
+        now,
+    );
+    assert_eq!(
+        clean.iter().map(|b| b.date).collect::<Vec<_>>(),
+        vec![d("2024-01-01"), d("2024-01-02")]
+    );
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].bar.date, d("2024-01-03"));
 }
 
 #[test]
